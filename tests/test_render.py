@@ -1,0 +1,184 @@
+"""Render layer: every variant renders cleanly and records its answers; bad answers are refused."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+import yaml
+from conftest import REPO_ROOT, RenderVariant
+from copier.errors import DirtyLocalWarning
+from variants import VARIANTS, answers
+
+pytestmark = pytest.mark.quick
+
+EXPECTED_FILES = [
+    "pyproject.toml",
+    "README.md",
+    ".env.example",
+    ".gitignore",
+    "app/__init__.py",
+    "app/main.py",
+    "app/config.py",
+    "app/db.py",
+    "app/models.py",
+    "app/crud.py",
+    "app/routes/__init__.py",
+    "app/routes/health.py",
+    "app/routes/todos.py",
+    "tests/conftest.py",
+]
+
+# Computed values feed the templates but must never reach .copier-answers.yml.
+KNOWN_COMPUTED = {"is_async", "await_", "def_", "cors_origin_list", "py_tag"}
+
+# Any unrendered tag keeps its opener. A lone "}}" is not sought: it is how nested dict
+# literals end in plain Python (`{404: {"description": ...}}`).
+JINJA_MARKER = re.compile(r"\{\{|\{%|\{#|%\}|#\}")
+# GitHub Actions expressions use the same braces on purpose; they are not residue.
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+
+
+def _questions() -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    return {k: v for k, v in config.items() if not k.startswith("_") and isinstance(v, dict)}
+
+
+def _template_is_dirty() -> bool:
+    # Same check copier makes before deciding to include uncommitted changes.
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return bool(status.stdout.strip())
+
+
+def _snapshot(root: Path) -> dict[str, tuple[bytes, bool]]:
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            tree[path.relative_to(root).as_posix()] = (path.read_bytes(), os.access(path, os.X_OK))
+    return tree
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+def project(variant: str, render_variant: RenderVariant) -> Path:
+    return render_variant(variant)
+
+
+def test_renders(project: Path) -> None:
+    assert (project / ".copier-answers.yml").is_file()
+
+
+def test_expected_files_present(project: Path) -> None:
+    missing = [name for name in EXPECTED_FILES if not (project / name).is_file()]
+    assert not missing, f"missing from the rendered project: {missing}"
+
+
+def test_no_jinja_residue(project: Path) -> None:
+    hits = []
+    for path in sorted(project.rglob("*")):
+        if not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary file
+        for number, line in enumerate(text.splitlines(), start=1):
+            if JINJA_MARKER.search(GITHUB_EXPRESSION.sub("", line)):
+                hits.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
+    assert not hits, "Jinja residue in rendered files:\n" + "\n".join(hits)
+
+
+def test_answers_recorded(project: Path, variant: str) -> None:
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert Path(recorded["_src_path"]).resolve() == REPO_ROOT
+    assert recorded.get("_commit"), "_commit missing: `copier update` would have no base"
+    questions = _questions()
+    always_asked = {name for name, spec in questions.items() if "when" not in spec}
+    computed = {name for name, spec in questions.items() if spec.get("when") is False}
+    assert always_asked - recorded.keys() == set(), "answers missing from .copier-answers.yml"
+    assert (computed | KNOWN_COMPUTED) & recorded.keys() == set(), "computed values recorded"
+    for key, value in answers(variant).items():
+        assert recorded[key] == value
+
+
+def test_copy_needs_no_trust(variant: str, tmp_path: Path) -> None:
+    # pytest-copie always passes unsafe=True; this copy proves users never need --trust.
+    dirty = _template_is_dirty()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        copier.run_copy(
+            str(REPO_ROOT),
+            tmp_path / "project",
+            data=answers(variant),
+            defaults=True,
+            unsafe=False,
+            vcs_ref="HEAD",
+            quiet=True,
+        )
+    assert (tmp_path / "project" / ".copier-answers.yml").is_file()
+    # Copier renders uncommitted changes only when it notices them and says so: the tests
+    # must exercise the working tree, not just the last commit.
+    dirty_warned = any(issubclass(w.category, DirtyLocalWarning) for w in caught)
+    assert dirty_warned == dirty
+
+
+def test_render_is_deterministic(
+    project: Path, variant: str, render_variant: RenderVariant
+) -> None:
+    first, second = _snapshot(project), _snapshot(render_variant(variant))
+    if _template_is_dirty():
+        # Copier snapshots a dirty tree as a throwaway commit whose hash changes with the
+        # clock, and records that hash as _commit: the one line allowed to differ.
+        for tree in (first, second):
+            content, executable = tree[".copier-answers.yml"]
+            tree[".copier-answers.yml"] = (re.sub(rb"(?m)^_commit: .*\n", b"", content), executable)
+    assert first.keys() == second.keys()
+    changed = [name for name in first if first[name] != second[name]]
+    assert not changed, f"files differ between two renders of the same answers: {changed}"
+
+
+BAD_ANSWERS = [
+    pytest.param("project_name", "   ", "Type a name", id="blank-name"),
+    pytest.param("project_slug", "Bad Slug", "Use lowercase letters", id="slug-with-space"),
+    pytest.param("project_slug", "1abc", "starting with a letter", id="slug-leading-digit"),
+    pytest.param("project_slug", "a--b", "single dashes", id="slug-double-dash"),
+    pytest.param(
+        "cors_origins", "localhost:3000", '"localhost:3000" is not an origin', id="cors-no-scheme"
+    ),
+    pytest.param(
+        "cors_origins", "http://x.com/path", '"http://x.com/path" is not an origin', id="cors-path"
+    ),
+    pytest.param("session_mode", "threads", "Invalid choice", id="session-mode-choice"),
+]
+
+
+@pytest.mark.parametrize(("question", "value", "message"), BAD_ANSWERS)
+def test_bad_answer_rejected(question: str, value: str, message: str, tmp_path: Path) -> None:
+    destination = tmp_path / "project"
+    destination.mkdir()  # existing, so copier's cleanup-on-error cannot hide a partial write
+    with pytest.raises(ValueError) as excinfo:
+        copier.run_copy(
+            str(REPO_ROOT),
+            destination,
+            data={question: value},
+            defaults=True,
+            unsafe=False,
+            vcs_ref="HEAD",
+            quiet=True,
+        )
+    assert f"'{question}'" in str(excinfo.value)
+    assert message in str(excinfo.value)
+    assert list(destination.iterdir()) == []
