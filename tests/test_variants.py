@@ -1,0 +1,142 @@
+"""Variant suites: install each rendered variant with uv, then run its lint, types and tests.
+
+Every check runs the generated project's own tools from its own .venv, exactly as a user
+would after `copier copy`; a failure message carries the command and the tail of its output
+so that a CI log alone is enough to debug.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+from conftest import RenderVariant
+from postgres import DatabaseServer
+from variants import QUICK_VARIANT, VARIANTS
+
+pytestmark = pytest.mark.variant
+
+# One xdist group per variant: its install, lint and suites share one worker and one render.
+PARAMS = [
+    pytest.param(
+        name,
+        id=name,
+        marks=[
+            pytest.mark.xdist_group(name),
+            *([pytest.mark.quick] if name == QUICK_VARIANT else []),
+        ],
+    )
+    for name in VARIANTS
+]
+
+OUTPUT_TAIL_LINES = 80
+TIMEOUT_SECONDS = 900
+
+
+@dataclass
+class Result:
+    args: list[str]
+    cwd: Path
+    returncode: int
+    output: str
+
+    def report(self) -> str:
+        tail = "\n".join(self.output.splitlines()[-OUTPUT_TAIL_LINES:])
+        return f"$ {shlex.join(self.args)}\n(in {self.cwd}, exit {self.returncode})\n{tail}"
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> Result:
+    try:
+        proc = subprocess.run(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = exc.output.decode() if isinstance(exc.output, bytes) else exc.output or ""
+        return Result(args, cwd, -1, f"{output}\n[timed out after {exc.timeout}s]")
+    return Result(args, cwd, proc.returncode, proc.stdout)
+
+
+def fail(message: str, result: Result) -> NoReturn:
+    # No Python traceback: the command and its output are what explain the failure.
+    pytest.fail(f"{message}\n{result.report()}", pytrace=False)
+
+
+@dataclass
+class Project:
+    name: str
+    path: Path
+    env: dict[str, str]
+    install: Result
+
+    def tool(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        """Run a tool from the variant's venv as installed, never re-syncing it."""
+        if self.install.returncode != 0:
+            pytest.fail(f"{self.name} did not install; see test_install[{self.name}]")
+        return run(["uv", "run", "--no-sync", *args], self.path, env or self.env)
+
+    def check(self, *args: str) -> None:
+        result = self.tool(*args)
+        if result.returncode != 0:
+            fail(f"{args[0]} failed on {self.name}", result)
+
+    def run_suite(self, env: dict[str, str]) -> None:
+        result = self.tool("pytest", "-q", env=env)
+        if result.returncode == pytest.ExitCode.NO_TESTS_COLLECTED:
+            fail(f"{self.name} collected no tests; a variant must ship its suite", result)
+        if result.returncode != 0:
+            fail(f"the test suite of {self.name} failed", result)
+        if not re.search(r"\b[1-9]\d* passed\b", result.output):
+            fail(f"no test of {self.name} passed", result)
+
+
+@pytest.fixture(scope="module", params=PARAMS)
+def project(
+    request: pytest.FixtureRequest, render_variant: RenderVariant, subprocess_env: dict[str, str]
+) -> Project:
+    name: str = request.param
+    path = render_variant(name)
+    # Only the variant's own pyproject.toml decides what gets installed, so a dependency it
+    # forgets to declare fails here or in its checks, not on a user's machine.
+    install = run(["uv", "sync"], path, subprocess_env)
+    return Project(name, path, subprocess_env, install)
+
+
+def test_install(project: Project) -> None:
+    if project.install.returncode != 0:
+        fail(f"uv sync failed on {project.name}", project.install)
+
+
+def test_ruff_format(project: Project) -> None:
+    project.check("ruff", "format", "--check", ".")
+
+
+def test_ruff_check(project: Project) -> None:
+    project.check("ruff", "check", ".")
+
+
+def test_mypy(project: Project) -> None:
+    pyproject = tomllib.loads((project.path / "pyproject.toml").read_text())
+    configured = "files" in pyproject.get("tool", {}).get("mypy", {})
+    project.check("mypy", *([] if configured else ["app", "tests"]))
+
+
+def test_suite_sqlite(project: Project) -> None:
+    project.run_suite(project.env)
+
+
+def test_suite_postgres(project: Project, postgres: DatabaseServer) -> None:
+    url = postgres.create_database("variant_" + project.name.replace("-", "_"))
+    project.run_suite({**project.env, "TEST_DATABASE_URL": url})
