@@ -85,6 +85,10 @@ class Project:
         """Run a tool from the variant's venv as installed, never re-syncing it."""
         if self.install.returncode != 0:
             pytest.fail(f"{self.name} did not install; see test_install[{self.name}]")
+        # `uv run` would fall back to a same-named tool on PATH (this machine has a global
+        # pytest); the variant must bring its own.
+        if not (self.path / ".venv" / "bin" / args[0]).is_file():
+            pytest.fail(f"{args[0]} is not installed in {self.name}'s .venv: missing dependency?")
         return run(["uv", "run", "--no-sync", *args], self.path, env or self.env)
 
     def check(self, *args: str) -> None:
