@@ -11,9 +11,11 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -96,6 +98,14 @@ def _psql(psql: str, url: str, sql: str, env: Mapping[str, str]) -> None:
         raise RuntimeError(f"psql failed on {sql!r}:\n{_tail(result.stdout + result.stderr)}")
 
 
+def _write_private(path: Path, content: bytes) -> None:
+    """Write a file only its owner may read; the postgres user owns it when we are root."""
+    path.write_bytes(content)
+    path.chmod(0o600)
+    if os.geteuid() == 0:
+        shutil.chown(path, user="postgres", group="postgres")
+
+
 def _check_db_name(name: str) -> None:
     # Names are interpolated into SQL; keep them to plain identifiers that need no quoting.
     if not _DB_NAME.match(name):
@@ -106,7 +116,8 @@ class PostgresCluster:
     """A private cluster on a free loopback port, removed on stop.
 
     `conf_lines` are appended to postgresql.conf and `hba_lines`, when given, replace the
-    default trust rules, so TLS or password authentication can be layered on later.
+    default trust rules; `data_files` (a certificate and key, say) go into the data
+    directory, where relative paths in `conf_lines` find them.
     """
 
     def __init__(
@@ -115,10 +126,13 @@ class PostgresCluster:
         *,
         conf_lines: Sequence[str] = (),
         hba_lines: Sequence[str] | None = None,
+        data_files: Mapping[str, bytes] | None = None,
         user: str = "postgres",
     ) -> None:
         self.bindir = bindir
         self.conf_lines = list(conf_lines)
+        # Written into the data directory, private to the server (TLS keys must be 0600).
+        self.data_files = dict(data_files or {})
         self.hba_lines = (
             list(hba_lines)
             if hba_lines is not None
@@ -202,6 +216,8 @@ class PostgresCluster:
         with (self.data_dir / "postgresql.conf").open("a") as f:
             f.write("\n" + "\n".join(conf) + "\n")
         (self.data_dir / "pg_hba.conf").write_text("\n".join(self.hba_lines) + "\n")
+        for name, content in self.data_files.items():
+            _write_private(self.data_dir / name, content)
         # Another process may grab the port between probing and binding: retry on a new one.
         for _attempt in range(3):
             self.port = _free_port()
@@ -232,6 +248,10 @@ class PostgresCluster:
         self.port = None
 
     close = stop
+
+    def execute(self, sql: str, database: str = "postgres") -> None:
+        """Run SQL as the superuser."""
+        _psql(self.psql, self.url(database), sql, self._client_env())
 
     def create_database(self, name: str) -> str:
         _check_db_name(name)
@@ -296,3 +316,154 @@ def open_server(env: Mapping[str, str] = os.environ) -> DatabaseServer:
     cluster = PostgresCluster(bindir)
     cluster.start()
     return cluster
+
+
+def self_signed_certificate(common_name: str = "localhost") -> tuple[bytes, bytes]:
+    """A throwaway TLS certificate and key (PEM) for 127.0.0.1 and localhost, via openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise PostgresUnavailable("openssl not found (Debian: apt-get install openssl)")
+    with tempfile.TemporaryDirectory(prefix="tls-") as tmp:
+        cert, key = Path(tmp) / "server.crt", Path(tmp) / "server.key"
+        result = subprocess.run(
+            [
+                openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-subj", f"/CN={common_name}",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout", str(key), "-out", str(cert),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"openssl failed:\n{_tail(result.stdout + result.stderr)}")
+        return cert.read_bytes(), key.read_bytes()
+
+
+def _wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+class PgBouncer:
+    """Debian's PgBouncer on a loopback port, in front of one PostgreSQL server.
+
+    Clients must use TLS and SCRAM (`users` maps names to passwords); PgBouncer reaches the
+    server over TLS too. Transaction pooling by default, as Neon's pooler, but this PgBouncer
+    (1.18 on Debian 12) keeps no prepared statements across transactions. Like postgres, it
+    refuses to run as root: it runs as the postgres user then.
+    """
+
+    def __init__(
+        self,
+        *,
+        server_port: int,
+        users: Mapping[str, str],
+        tls_cert: bytes,
+        tls_key: bytes,
+        pool_mode: str = "transaction",
+        pool_size: int = 20,
+    ) -> None:
+        executable = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not Path(executable).is_file():
+            raise PostgresUnavailable("pgbouncer not found (Debian: apt-get install pgbouncer)")
+        self.executable = executable
+        self.server_port = server_port
+        self.users = dict(users)
+        self.tls_cert, self.tls_key = tls_cert, tls_key
+        self.pool_mode = pool_mode
+        self.pool_size = pool_size
+        self.root: Path | None = None
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _config(self, root: Path, port: int) -> str:
+        return "\n".join(
+            [
+                "[databases]",
+                f"* = host=127.0.0.1 port={self.server_port}",
+                "[pgbouncer]",
+                "listen_addr = 127.0.0.1",
+                f"listen_port = {port}",
+                "unix_socket_dir =",
+                "auth_type = scram-sha-256",
+                f"auth_file = {root / 'userlist.txt'}",
+                f"pool_mode = {self.pool_mode}",
+                f"default_pool_size = {self.pool_size}",
+                "max_client_conn = 1000",
+                "client_tls_sslmode = require",
+                f"client_tls_cert_file = {root / 'server.crt'}",
+                f"client_tls_key_file = {root / 'server.key'}",
+                "server_tls_sslmode = require",
+                f"logfile = {root / 'pgbouncer.log'}",
+                "",
+            ]
+        )
+
+    def start(self, port: int | None = None) -> None:
+        """Start listening; on `port` to come back where clients expect it after a stop."""
+        if self.root is None:
+            self.root = Path(
+                tempfile.mkdtemp(prefix="pgbouncer-", dir="/tmp" if os.geteuid() == 0 else None)
+            )
+            atexit.register(self.close)
+            if os.geteuid() == 0:
+                shutil.chown(self.root, user="postgres", group="postgres")
+            _write_private(self.root / "server.crt", self.tls_cert)
+            _write_private(self.root / "server.key", self.tls_key)
+            users = "".join(f'"{name}" "{password}"\n' for name, password in self.users.items())
+            _write_private(self.root / "userlist.txt", users.encode())
+        for _attempt in range(1 if port else 3):
+            self.port = port or _free_port()
+            _write_private(self.root / "pgbouncer.ini", self._config(self.root, self.port).encode())
+            as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+            # A session of its own, so that stop() signals runuser and pgbouncer together.
+            self.process = subprocess.Popen(
+                [*as_owner, self.executable, str(self.root / "pgbouncer.ini")],
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            if _wait_for_port(self.port, 20, self.process):
+                return
+            self._terminate()
+        log = self.root / "pgbouncer.log"
+        raise RuntimeError(
+            f"pgbouncer did not start:\n{_tail(log.read_text() if log.exists() else '')}"
+        )
+
+    def _terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            # SIGTERM: immediate shutdown, every client and server connection dropped.
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=20)
+        self.process = None
+
+    def stop(self) -> None:
+        """Stop listening, keeping the configuration for start(port=...)."""
+        self._terminate()
+
+    def close(self) -> None:
+        self._terminate()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def log(self) -> str:
+        path = self.root / "pgbouncer.log" if self.root else None
+        return path.read_text(errors="replace") if path and path.exists() else ""

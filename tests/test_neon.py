@@ -1,0 +1,311 @@
+"""The generated app on Neon-style URLs, through a real TLS + SCRAM PostgreSQL and PgBouncer.
+
+For each session style the rendered project is served by uvicorn from its own venv and
+loaded by 50 concurrent clients: through the transaction-mode pooler (before and after an
+app restart that leaves the pooler's server connections in place), through the direct URL
+with `channel_binding=require`, and across a pooler outage, where readiness must answer 503
+and then recover without a restart.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO_ROOT
+from neon_support import NeonEmulation, start_neon_emulation
+from postgres import PostgresUnavailable
+from pytest_copie.plugin import Copie
+
+pytestmark = pytest.mark.neon
+
+STYLES = [
+    pytest.param(style, id=style, marks=pytest.mark.xdist_group(f"neon-{style}"))
+    for style in ("sync", "async")
+]
+CLIENTS = 50
+ROUNDS = 2  # each round is 6 requests per client: 600 requests per load
+STARTUP_SECONDS = 60
+# Features off for these runs when the template asks about them: what is tested here is the
+# database layer, and the same app with auth would need a token service.
+FEATURES_OFF = {"use_better_auth": False, "use_alembic": False}
+
+
+def _answers(style: str) -> dict[str, Any]:
+    questions = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
+    return {"session_mode": style} | {k: v for k, v in FEATURES_OFF.items() if k in questions}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def neon() -> Iterator[NeonEmulation]:
+    try:
+        emulation = start_neon_emulation()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"Neon emulation unavailable: {exc}")
+    try:
+        yield emulation
+    finally:
+        emulation.close()
+
+
+@dataclass
+class Project:
+    style: str
+    path: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module", params=STYLES)
+def project(
+    request: pytest.FixtureRequest, copie_session: Copie, subprocess_env: dict[str, str]
+) -> Project:
+    style: str = request.param
+    result = copie_session.copy(extra_answers=_answers(style), template_dir=REPO_ROOT)
+    if result.exception is not None or result.project_dir is None:
+        pytest.fail(f"copier failed to render the {style} variant: {result.exception!r}")
+    path = result.project_dir
+    # The app alone: uvicorn comes with fastapi[standard], the dev tools are not needed.
+    sync = subprocess.run(
+        ["uv", "sync", "--no-dev"],
+        cwd=path,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if sync.returncode != 0:
+        pytest.fail(f"uv sync failed for {style}:\n{sync.stdout}{sync.stderr}", pytrace=False)
+    return Project(style, path, subprocess_env)
+
+
+class AppServer:
+    """The rendered app under uvicorn (one worker), as a subprocess on a loopback port."""
+
+    def __init__(self, project: Project, database: dict[str, str]) -> None:
+        self.project = project
+        self.env = {**project.env, **database}
+        self.port = _free_port()
+        self.log = project.path / f"uvicorn-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        uvicorn = self.project.path / ".venv" / "bin" / "uvicorn"
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(uvicorn), "app.main:app", "--no-access-log", *address],
+                cwd=self.project.path,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the app exited at startup:\n{self.output()}", pytrace=False)
+            try:
+                if self.get("/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"the app did not start in {STARTUP_SECONDS}s:\n{self.output()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self.process = None
+
+    def output(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-60:])
+
+    def request(
+        self, conn: http.client.HTTPConnection, method: str, path: str, body: Any = None
+    ) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        payload = json.dumps(body) if body is not None else None
+        conn.request(method, path, body=payload, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        if response.getheader("Content-Type", "").startswith("application/json"):
+            return response.status, json.loads(data)
+        return response.status, data.decode(errors="replace")
+
+    def get(self, path: str) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            return self.request(conn, "GET", path)
+        finally:
+            conn.close()
+
+
+@contextmanager
+def serving(project: Project, database: dict[str, str]) -> Iterator[AppServer]:
+    server = AppServer(project, database)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _client(server: AppServer, number: int) -> list[str]:
+    """One client's requests over one keep-alive connection; returns what went wrong."""
+    errors: list[str] = []
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+
+    def expect(status: int, method: str, path: str, body: Any = None) -> Any:
+        try:
+            got, data = server.request(conn, method, path, body)
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"{method} {path}: {exc!r}")
+            conn.close()
+            return None
+        if got != status:
+            errors.append(f"{method} {path}: {got} {data}")
+            return None
+        return data
+
+    try:
+        for round_ in range(ROUNDS):
+            todo = expect(201, "POST", "/api/todos", {"title": f"client {number} round {round_}"})
+            if todo is None:
+                continue
+            item = f"/api/todos/{todo['id']}"
+            fetched = expect(200, "GET", item)
+            if fetched is not None and fetched != todo:
+                errors.append(f"GET {item} returned {fetched}, created {todo}")
+            expect(200, "PATCH", item, {"description": "patched"})
+            toggled = expect(200, "POST", f"{item}/toggle")
+            if toggled is not None and toggled["completed"] is not True:
+                errors.append(f"toggle of {item} gave {toggled}")
+            expect(200, "GET", "/api/todos?limit=20")
+            expect(204, "DELETE", item)
+    finally:
+        conn.close()
+    return errors
+
+
+def load(server: AppServer) -> None:
+    """CLIENTS concurrent clients, 6 requests per round each; every answer must be right."""
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        results = list(pool.map(lambda n: _client(server, n), range(CLIENTS)))
+    errors = [error for result in results for error in result]
+    if errors:
+        shown = "\n".join(errors[:15])
+        pytest.fail(
+            f"{len(errors)} of {CLIENTS * ROUNDS * 6} requests failed, e.g.:\n{shown}\n"
+            f"--- app log ---\n{server.output()}",
+            pytrace=False,
+        )
+    assert server.get("/health/ready") == (200, {"status": "ok"})
+
+
+def _database(neon: NeonEmulation, project: Project, name: str) -> str:
+    database = f"{name}_{project.style}"
+    neon.create_database(database)
+    return database
+
+
+def test_pooled_url_under_load_and_after_a_restart(project: Project, neon: NeonEmulation) -> None:
+    database = _database(neon, project, "pooled")
+    env = {
+        "DATABASE_URL": neon.pooled_url(database),
+        "DATABASE_URL_UNPOOLED": neon.direct_url(database),
+        # Neon's "-pooler" host name would switch this on; a loopback address cannot.
+        "DATABASE_TRANSACTION_POOLING": "true",
+    }
+    with serving(project, env) as server:
+        load(server)
+    # PgBouncer keeps its server connections, with whatever the first app left on them.
+    with serving(project, env) as server:
+        load(server)
+
+
+def test_direct_url_with_channel_binding_under_load(project: Project, neon: NeonEmulation) -> None:
+    database = _database(neon, project, "direct")
+    with serving(project, {"DATABASE_URL": neon.direct_url(database)}) as server:
+        load(server)
+
+
+def _ready_status(server: AppServer, want: int, within: float) -> tuple[int, float]:
+    start = time.monotonic()
+    status = 0
+    while time.monotonic() - start < within:
+        status, _ = server.get("/health/ready")
+        if status == want:
+            break
+        time.sleep(0.2)
+    return status, time.monotonic() - start
+
+
+def test_readiness_follows_an_outage_without_a_restart(
+    project: Project, neon: NeonEmulation
+) -> None:
+    database = _database(neon, project, "outage")
+    env = {"DATABASE_URL": neon.pooled_url(database), "DATABASE_TRANSACTION_POOLING": "true"}
+    with serving(project, env) as server:
+        assert server.get("/health/ready")[0] == 200
+        port = neon.pooler.port
+        neon.pooler.stop()
+        try:
+            status, waited = _ready_status(server, 503, within=15)
+            assert status == 503, f"readiness said {status} with the pooler down"
+            # Connection refused: the retries' pauses (0.2 s + 0.5 s) and no more.
+            assert waited < 5
+            assert server.get("/health") == (200, {"status": "ok"})
+        finally:
+            neon.pooler.start(port=port)
+        status, waited = _ready_status(server, 200, within=15)
+        assert status == 200, f"readiness still {status} {waited:.1f}s after the pooler came back"
+        load(server)
+
+
+def test_pooler_emulation_really_drops_prepared_statements(neon: NeonEmulation) -> None:
+    """The emulation must break what Neon-unaware settings do, or the tests above prove little."""
+    database = "control"
+    neon.create_database(database)
+    url = neon.pooled_url(database)
+    script = "PREPARE s AS SELECT 1;\n" + "EXECUTE s;\n" * 5
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    # Two clients at once: each statement is its own transaction and may land on the other
+    # client's server connection, where "s" is unknown or already taken.
+    procs = [
+        subprocess.Popen(
+            ["psql", "-X", "-q", "-d", url, "-c", "SELECT pg_sleep(0.2)", "-f", "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [proc.communicate(script, timeout=60)[0] for proc in procs]
+    assert any("prepared statement" in output for output in outputs), outputs
