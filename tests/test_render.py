@@ -35,6 +35,18 @@ EXPECTED_FILES = [
     "tests/conftest.py",
 ]
 
+# Present exactly when Better Auth is on.
+AUTH_FILES = [
+    "app/auth.py",
+    "app/routes/me.py",
+    "tests/better_auth.py",
+    "tests/test_auth.py",
+    "tests/test_ownership.py",
+]
+# What only Better Auth support brings; none of it may survive in a project without it.
+AUTH_TRACES = re.compile(r"jwt|jwks|better.?auth|owner_id|CurrentUser|auth_", re.IGNORECASE)
+NO_AUTH_VARIANTS = [name for name, spec in VARIANTS.items() if not spec.get("use_better_auth")]
+
 # Computed values feed the templates but must never reach .copier-answers.yml.
 KNOWN_COMPUTED = {"is_async", "await_", "def_", "cors_origin_list", "py_tag"}
 
@@ -84,6 +96,23 @@ def test_renders(project: Path) -> None:
 def test_expected_files_present(project: Path) -> None:
     missing = [name for name in EXPECTED_FILES if not (project / name).is_file()]
     assert not missing, f"missing from the rendered project: {missing}"
+
+
+def test_better_auth_files_follow_the_option(project: Path, variant: str) -> None:
+    present = [name for name in AUTH_FILES if (project / name).exists()]
+    assert present == (AUTH_FILES if answers(variant).get("use_better_auth") else [])
+
+
+@pytest.mark.parametrize("name", NO_AUTH_VARIANTS)
+def test_no_trace_of_better_auth_when_off(name: str, render_variant: RenderVariant) -> None:
+    project = render_variant(name)
+    hits = []
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and path.name != ".copier-answers.yml":
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if AUTH_TRACES.search(line):
+                    hits.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
+    assert not hits, "Better Auth is off, yet:\n" + "\n".join(hits)
 
 
 def test_no_jinja_residue(project: Path) -> None:
@@ -162,6 +191,7 @@ BAD_ANSWERS = [
         "cors_origins", "http://x.com/path", '"http://x.com/path" is not an origin', id="cors-path"
     ),
     pytest.param("session_mode", "threads", "Invalid choice", id="session-mode-choice"),
+    pytest.param("better_auth_id_type", "cuid", "Invalid choice", id="better-auth-id-choice"),
 ]
 
 

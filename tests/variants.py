@@ -4,16 +4,45 @@ Each row holds only the answers that differ from copier.yml's defaults, so a new
 with a sensible default needs no change here; a new axis adds rows.
 """
 
+from itertools import product
 from typing import Any
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    "async-uuid": {},
-    "async-int": {"id_type": "int"},
-    "sync-uuid": {"session_mode": "sync"},
-    "sync-int": {"session_mode": "sync", "id_type": "int"},
+# The main axes: every combination is a first-class project.
+MAIN_AXES: dict[str, dict[str, Any]] = {
+    "session_mode": {"async": "async", "sync": "sync"},
+    "id_type": {"uuid": "uuid", "int": "int"},
+    "use_better_auth": {"": True, "noauth": False},
 }
 
-# The variant `uv run pytest -m quick` installs and runs in full.
+
+def _main_variants() -> dict[str, dict[str, Any]]:
+    variants = {}
+    for labels in product(*(axis.keys() for axis in MAIN_AXES.values())):
+        name = "-".join(label for label in labels if label)
+        variants[name] = {
+            question: axis[label]
+            for (question, axis), label in zip(MAIN_AXES.items(), labels, strict=True)
+        }
+    return variants
+
+
+MAIN_VARIANTS = _main_variants()
+
+# Better Auth's sub-options, each on a main variant that does not share its other choices.
+BETTER_AUTH_VARIANTS: dict[str, dict[str, Any]] = {
+    "async-int-ba-uuid": {**MAIN_VARIANTS["async-int"], "better_auth_id_type": "uuid"},
+    "sync-uuid-ba-serial": {**MAIN_VARIANTS["sync-uuid"], "better_auth_id_type": "serial"},
+    "sync-int-ba-separate-db": {**MAIN_VARIANTS["sync-int"], "better_auth_shared_db": False},
+    "async-uuid-ba-serial-separate-db": {
+        **MAIN_VARIANTS["async-uuid"],
+        "better_auth_id_type": "serial",
+        "better_auth_shared_db": False,
+    },
+}
+
+VARIANTS: dict[str, dict[str, Any]] = {**MAIN_VARIANTS, **BETTER_AUTH_VARIANTS}
+
+# The variant `uv run pytest -m quick` installs and runs in full: every default answer.
 QUICK_VARIANT = "async-uuid"
 
 
