@@ -45,6 +45,15 @@ AUTH_FILES = [
 ]
 # What only Better Auth support brings; none of it may survive in a project without it.
 AUTH_TRACES = re.compile(r"jwt|jwks|better.?auth|owner_id|CurrentUser|auth_", re.IGNORECASE)
+# Present exactly when Alembic is on.
+ALEMBIC_FILES = [
+    "alembic.ini",
+    "app/migrate.py",
+    "migrations/env.py",
+    "migrations/script.py.mako",
+    "migrations/versions/0001_create_todo.py",
+    "tests/test_migrations.py",
+]
 NO_AUTH_VARIANTS = [name for name, spec in VARIANTS.items() if not spec.get("use_better_auth")]
 
 # Computed values feed the templates but must never reach .copier-answers.yml.
@@ -101,6 +110,13 @@ def test_expected_files_present(project: Path) -> None:
 def test_better_auth_files_follow_the_option(project: Path, variant: str) -> None:
     present = [name for name in AUTH_FILES if (project / name).exists()]
     assert present == (AUTH_FILES if answers(variant).get("use_better_auth") else [])
+
+
+def test_alembic_files_follow_the_option(project: Path, variant: str) -> None:
+    present = [name for name in ALEMBIC_FILES if (project / name).exists()]
+    assert present == (ALEMBIC_FILES if answers(variant).get("use_alembic") else [])
+    if not answers(variant).get("use_alembic"):
+        assert "alembic" not in (project / "pyproject.toml").read_text()
 
 
 @pytest.mark.parametrize("name", NO_AUTH_VARIANTS)

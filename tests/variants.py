@@ -12,6 +12,7 @@ MAIN_AXES: dict[str, dict[str, Any]] = {
     "session_mode": {"async": "async", "sync": "sync"},
     "id_type": {"uuid": "uuid", "int": "int"},
     "use_better_auth": {"": True, "noauth": False},
+    "use_alembic": {"": True, "noalembic": False},
 }
 
 
