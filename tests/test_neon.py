@@ -153,7 +153,7 @@ class AppServer:
         conn.request(method, path, body=payload, headers=headers)
         response = conn.getresponse()
         data = response.read()
-        if response.getheader("Content-Type", "").startswith("application/json"):
+        if data and response.getheader("Content-Type", "").startswith("application/json"):
             return response.status, json.loads(data)
         return response.status, data.decode(errors="replace")
 
@@ -288,24 +288,42 @@ def test_readiness_follows_an_outage_without_a_restart(
 
 
 def test_pooler_emulation_really_drops_prepared_statements(neon: NeonEmulation) -> None:
-    """The emulation must break what Neon-unaware settings do, or the tests above prove little."""
+    """The stand-in must break what Neon-unaware settings do, or the tests above prove little.
+
+    Client A prepares a statement; client B then holds that server connection in a
+    transaction, so A's next statement runs on another one, where the name is unknown.
+    """
     database = "control"
-    neon.create_database(database)
+    neon.create_database(database)  # a pool of its own: no idle server connection yet
     url = neon.pooled_url(database)
-    script = "PREPARE s AS SELECT 1;\n" + "EXECUTE s;\n" * 5
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    # Two clients at once: each statement is its own transaction and may land on the other
-    # client's server connection, where "s" is unknown or already taken.
-    procs = [
-        subprocess.Popen(
-            ["psql", "-X", "-q", "-d", url, "-c", "SELECT pg_sleep(0.2)", "-f", "-"],
+
+    def psql(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            ["psql", "-X", "-q", "-d", url, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env,
             text=True,
         )
-        for _ in range(4)
-    ]
-    outputs = [proc.communicate(script, timeout=60)[0] for proc in procs]
-    assert any("prepared statement" in output for output in outputs), outputs
+
+    client_a = psql("-f", "-")
+    assert client_a.stdin is not None
+    client_a.stdin.write("PREPARE s AS SELECT 1;\nSELECT 'prepared';\n")
+    client_a.stdin.flush()
+    _wait_for_output(client_a, "prepared")
+    client_b = psql("-c", "BEGIN; SELECT 'holding', pg_sleep(3); COMMIT;")
+    time.sleep(1)  # B is connected and inside its transaction by now
+    output_a, _ = client_a.communicate("EXECUTE s;\n", timeout=60)
+    client_b.communicate(timeout=60)
+
+    assert 'prepared statement "s" does not exist' in output_a
+
+
+def _wait_for_output(process: subprocess.Popen[str], text: str) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if text in line:
+            return
+    pytest.fail(f"psql ended before printing {text!r}")
