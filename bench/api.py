@@ -2,7 +2,7 @@
 
 Run from the repository root:  uv run python bench/api.py [--runs 3] [--duration 10]
 
-Renders the sync and async variants (Better Auth and Alembic off when the template asks),
+Renders the sync and async variants (UUID keys, Better Auth and Alembic off),
 installs each with `uv sync --no-dev`, starts a throwaway PostgreSQL cluster
 (tests/postgres.py), seeds 200 todos through the API, then serves each target with uvicorn
 (one worker) and loads it with wrk (one thread, --connections) on two routes: the list (20
@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,29 +32,21 @@ import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from copier import run_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from postgres import PostgresCluster, find_bindir  # noqa: E402
+from postgres import PostgresCluster, find_bindir, free_port  # noqa: E402
+from variants import answers  # noqa: E402
 
 ROUTES = {"list": "/api/todos?limit=20", "get": "/api/todos/{id}"}
 SEED_ROWS = 200
-FEATURES_OFF = {"use_better_auth": False, "use_alembic": False}
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def ensure_wrk() -> str:
@@ -73,13 +64,11 @@ def ensure_wrk() -> str:
 
 def render(style: str, dest: Path) -> Path:
     """Render and install a variant from the working tree; returns its directory."""
-    questions = (ROOT / "copier.yml").read_text()
-    answers: dict[str, Any] = {"session_mode": style}
-    answers |= {k: v for k, v in FEATURES_OFF.items() if re.search(rf"^{k}:", questions, re.M)}
     path = dest / style
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DirtyLocalWarning on an uncommitted tree
-        run_copy(str(ROOT), path, data=answers, defaults=True, vcs_ref="HEAD", quiet=True)
+        data = answers(f"{style}-uuid-noauth-noalembic")  # Better Auth and Alembic off
+        run_copy(str(ROOT), path, data=data, defaults=True, vcs_ref="HEAD", quiet=True)
     env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV"}}
     env["UV_PYTHON_DOWNLOADS"] = "never"
     subprocess.run(["uv", "sync", "--no-dev", "-q"], cwd=path, env=env, check=True)

@@ -25,9 +25,7 @@ def render_once(name: str) -> float:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DirtyLocalWarning on an uncommitted tree
         start = time.perf_counter()
-        run_copy(
-            str(ROOT), tmp, data=answers(name), defaults=True, vcs_ref="HEAD", quiet=True
-        )
+        run_copy(str(ROOT), tmp, data=answers(name), defaults=True, vcs_ref="HEAD", quiet=True)
         return time.perf_counter() - start
 
 
@@ -39,9 +37,7 @@ def main() -> None:
     print(f"{'variant':<28} {'median':>8} {'min':>8} {'max':>8}  (seconds, {args.repeat} runs)")
     for name in args.variants:
         times = [render_once(name) for _ in range(args.repeat)]
-        print(
-            f"{name:<28} {statistics.median(times):>8.3f} {min(times):>8.3f} {max(times):>8.3f}"
-        )
+        print(f"{name:<28} {statistics.median(times):>8.3f} {min(times):>8.3f} {max(times):>8.3f}")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def find_psql(bindir: Path | None) -> str | None:
     return shutil.which("psql")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -220,7 +221,7 @@ class PostgresCluster:
             _write_private(self.data_dir / name, content)
         # Another process may grab the port between probing and binding: retry on a new one.
         for _attempt in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             result = self._run(
                 str(self.bindir / "pg_ctl"),
                 "start",
@@ -423,7 +424,7 @@ class PgBouncer:
             users = "".join(f'"{name}" "{password}"\n' for name, password in self.users.items())
             _write_private(self.root / "userlist.txt", users.encode())
         for _attempt in range(1 if port else 3):
-            self.port = port or _free_port()
+            self.port = port or free_port()
             _write_private(self.root / "pgbouncer.ini", self._config(self.root, self.port).encode())
             as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
             # A session of its own, so that stop() signals runuser and pgbouncer together.

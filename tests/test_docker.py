@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 import test_variants as variant_checks
 import yaml
+from postgres import free_port
 from template_history import render_working_tree
 from variants import QUICK_VARIANT, answers
 
@@ -133,13 +133,6 @@ def test_build_context(project: Path) -> None:
     assert needed, "no application code rendered?"
     for name in [*needed, "pyproject.toml", "uv.lock", "alembic.ini"]:
         assert not dockerignored(name, patterns), f"{name} is needed in the image"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(url: str) -> int:

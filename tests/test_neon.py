@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import REPO_ROOT
+import test_variants as variant_checks
+from conftest import RenderVariant
 from neon_support import NeonEmulation, start_neon_emulation
-from postgres import PostgresUnavailable
-from pytest_copie.plugin import Copie
+from postgres import PostgresUnavailable, free_port
 
 pytestmark = pytest.mark.neon
 
@@ -39,21 +37,12 @@ STYLES = [
 CLIENTS = 50
 ROUNDS = 2  # each round is 6 requests per client: 600 requests per load
 STARTUP_SECONDS = 60
-# Features off for these runs when the template asks about them: what is tested here is the
-# database layer, and the same app with auth would need a token service.
-FEATURES_OFF = {"use_better_auth": False, "use_alembic": False}
 
 
-def _answers(style: str) -> dict[str, Any]:
-    questions = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
-    return {"session_mode": style} | {k: v for k, v in FEATURES_OFF.items() if k in questions}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def variant(style: str) -> str:
+    # Auth and Alembic off: what is tested here is the database layer, and the same app with
+    # auth would need a token service.
+    return f"{style}-uuid-noauth-noalembic"
 
 
 @pytest.fixture(scope="session")
@@ -77,25 +66,14 @@ class Project:
 
 @pytest.fixture(scope="module", params=STYLES)
 def project(
-    request: pytest.FixtureRequest, copie_session: Copie, subprocess_env: dict[str, str]
+    request: pytest.FixtureRequest, render_variant: RenderVariant, subprocess_env: dict[str, str]
 ) -> Project:
     style: str = request.param
-    result = copie_session.copy(extra_answers=_answers(style), template_dir=REPO_ROOT)
-    if result.exception is not None or result.project_dir is None:
-        pytest.fail(f"copier failed to render the {style} variant: {result.exception!r}")
-    path = result.project_dir
+    path = render_variant(variant(style))
     # The app alone: uvicorn comes with fastapi[standard], the dev tools are not needed.
-    sync = subprocess.run(
-        ["uv", "sync", "--no-dev"],
-        cwd=path,
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    sync = variant_checks.run(["uv", "sync", "--no-dev"], path, subprocess_env)
     if sync.returncode != 0:
-        pytest.fail(f"uv sync failed for {style}:\n{sync.stdout}{sync.stderr}", pytrace=False)
+        variant_checks.fail(f"uv sync failed for {style}", sync)
     return Project(style, path, subprocess_env)
 
 
@@ -105,7 +83,7 @@ class AppServer:
     def __init__(self, project: Project, database: dict[str, str]) -> None:
         self.project = project
         self.env = {**project.env, **database}
-        self.port = _free_port()
+        self.port = free_port()
         self.log = project.path / f"uvicorn-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -287,6 +265,8 @@ def test_readiness_follows_an_outage_without_a_restart(
         load(server)
 
 
+# With the sync style's tests, so that no third worker starts an emulation of its own.
+@pytest.mark.xdist_group("neon-sync")
 def test_pooler_emulation_really_drops_prepared_statements(neon: NeonEmulation) -> None:
     """The stand-in must break what Neon-unaware settings do, or the tests above prove little.
 
