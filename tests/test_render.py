@@ -7,13 +7,13 @@ import re
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any
 
 import copier
 import pytest
 import yaml
 from conftest import REPO_ROOT, RenderVariant
 from copier.errors import DirtyLocalWarning
+from template_history import questions
 from variants import VARIANTS, answers
 
 pytestmark = pytest.mark.quick
@@ -54,7 +54,6 @@ ALEMBIC_FILES = [
     "migrations/versions/0001_create_todo.py",
     "tests/test_migrations.py",
 ]
-NO_AUTH_VARIANTS = [name for name, spec in VARIANTS.items() if not spec.get("use_better_auth")]
 
 # Computed values feed the templates but must never reach .copier-answers.yml.
 KNOWN_COMPUTED = {"is_async", "await_", "def_", "cors_origin_list", "py_tag"}
@@ -64,11 +63,6 @@ KNOWN_COMPUTED = {"is_async", "await_", "def_", "cors_origin_list", "py_tag"}
 JINJA_MARKER = re.compile(r"\{\{|\{%|\{#|%\}|#\}")
 # GitHub Actions expressions use the same braces on purpose; they are not residue.
 GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
-
-
-def _questions() -> dict[str, dict[str, Any]]:
-    config = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())
-    return {k: v for k, v in config.items() if not k.startswith("_") and isinstance(v, dict)}
 
 
 def _template_is_dirty() -> bool:
@@ -107,21 +101,11 @@ def test_expected_files_present(project: Path) -> None:
     assert not missing, f"missing from the rendered project: {missing}"
 
 
-def test_better_auth_files_follow_the_option(project: Path, variant: str) -> None:
+def test_better_auth_files_and_traces_follow_the_option(project: Path, variant: str) -> None:
     present = [name for name in AUTH_FILES if (project / name).exists()]
     assert present == (AUTH_FILES if answers(variant).get("use_better_auth") else [])
-
-
-def test_alembic_files_follow_the_option(project: Path, variant: str) -> None:
-    present = [name for name in ALEMBIC_FILES if (project / name).exists()]
-    assert present == (ALEMBIC_FILES if answers(variant).get("use_alembic") else [])
-    if not answers(variant).get("use_alembic"):
-        assert "alembic" not in (project / "pyproject.toml").read_text()
-
-
-@pytest.mark.parametrize("name", NO_AUTH_VARIANTS)
-def test_no_trace_of_better_auth_when_off(name: str, render_variant: RenderVariant) -> None:
-    project = render_variant(name)
+    if answers(variant).get("use_better_auth"):
+        return
     hits = []
     for path in sorted(project.rglob("*")):
         if path.is_file() and path.name != ".copier-answers.yml":
@@ -129,6 +113,13 @@ def test_no_trace_of_better_auth_when_off(name: str, render_variant: RenderVaria
                 if AUTH_TRACES.search(line):
                     hits.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
     assert not hits, "Better Auth is off, yet:\n" + "\n".join(hits)
+
+
+def test_alembic_files_follow_the_option(project: Path, variant: str) -> None:
+    present = [name for name in ALEMBIC_FILES if (project / name).exists()]
+    assert present == (ALEMBIC_FILES if answers(variant).get("use_alembic") else [])
+    if not answers(variant).get("use_alembic"):
+        assert "alembic" not in (project / "pyproject.toml").read_text()
 
 
 def test_no_jinja_residue(project: Path) -> None:
@@ -150,9 +141,9 @@ def test_answers_recorded(project: Path, variant: str) -> None:
     recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert Path(recorded["_src_path"]).resolve() == REPO_ROOT
     assert recorded.get("_commit"), "_commit missing: `copier update` would have no base"
-    questions = _questions()
-    always_asked = {name for name, spec in questions.items() if "when" not in spec}
-    computed = {name for name, spec in questions.items() if spec.get("when") is False}
+    specs = questions()
+    always_asked = {name for name, spec in specs.items() if "when" not in spec}
+    computed = {name for name, spec in specs.items() if spec.get("when") is False}
     assert always_asked - recorded.keys() == set(), "answers missing from .copier-answers.yml"
     assert (computed | KNOWN_COMPUTED) & recorded.keys() == set(), "computed values recorded"
     for key, value in answers(variant).items():
