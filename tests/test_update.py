@@ -123,12 +123,17 @@ def test_user_added_this_test() -> None:
 
 
 def insert_after(path: Path, pattern: str, new_line: Callable[[re.Match[str]], str]) -> str:
-    """Insert a line after the first line matching `pattern`; return the inserted line."""
+    """Insert a line after the first statement matching `pattern`; return the inserted line.
+
+    A statement that opens a parenthesis at the end of its line ends at the closing one.
+    """
     lines = path.read_text().splitlines(keepends=True)
     for index, line in enumerate(lines):
         match = re.match(pattern, line)
         if match:
             inserted = new_line(match)
+            if line.rstrip().endswith("("):
+                index = lines.index(line[: len(line) - len(line.lstrip())] + ")\n", index)
             lines.insert(index + 1, inserted)
             path.write_text("".join(lines))
             return inserted
