@@ -191,6 +191,8 @@ def test_text_answers_arrive_as_typed(project: Project) -> None:
     ]
     if "project_slug" in answers(project.name):
         assert seen["slug"] == typed["project_slug"]
+    readme = (project.path / "README.md").read_text().splitlines()
+    assert readme[:3] == ["# " + typed["project_name"].strip(), "", typed["description"].strip()]
 
 
 def readme_block(readme: str, heading: str) -> list[str]:
