@@ -87,15 +87,15 @@ def is_ignored(root: Path, name: str) -> bool:
     return result.returncode == 0
 
 
-def snapshot_template(dest: Path, tag: str = OLD_TAG) -> Path:
-    """Copy this working tree into a new repository at `dest` and tag it."""
+def snapshot_template(dest: Path, tag: str | None = OLD_TAG) -> Path:
+    """Copy this working tree into a new repository at `dest` and tag it (unless `tag` is None)."""
     dest.mkdir(parents=True)
     for name in listed_files(REPO_ROOT):
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, target)
     git(dest, "init", "--quiet")
-    commit_all(dest, f"Template as in the working tree ({tag})", tag)
+    commit_all(dest, f"Template as in the working tree ({tag or 'untagged'})", tag)
     return dest
 
 

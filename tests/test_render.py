@@ -26,6 +26,7 @@ EXPECTED_FILES = [
     "app/__init__.py",
     "app/main.py",
     "app/config.py",
+    "app/about.toml",
     "app/db.py",
     "app/models.py",
     "app/crud.py",
@@ -187,15 +188,24 @@ def test_render_is_deterministic(
 
 
 BAD_ANSWERS = [
-    pytest.param("project_name", "   ", "Type a name", id="blank-name"),
-    pytest.param("project_slug", "Bad Slug", "Use lowercase letters", id="slug-with-space"),
-    pytest.param("project_slug", "1abc", "starting with a letter", id="slug-leading-digit"),
+    pytest.param("project_name", "   ", "Type a name, for example: Todo API", id="blank-name"),
+    pytest.param("project_name", "Two\nlines", "Type the name on one line", id="name-newline"),
+    pytest.param("description", "tab\there", "Type one line, e.g.", id="description-tab"),
+    pytest.param("project_slug", "Bad Slug", "Type e.g. todo-api: lowercase", id="slug-with-space"),
+    pytest.param("project_slug", "1abc", "a letter first", id="slug-leading-digit"),
     pytest.param("project_slug", "a--b", "single dashes", id="slug-double-dash"),
+    pytest.param("project_slug", "a" * 59, "Type at most 58 characters", id="slug-too-long"),
     pytest.param(
-        "cors_origins", "localhost:3000", '"localhost:3000" is not an origin', id="cors-no-scheme"
+        "cors_origins",
+        "localhost:3000",
+        'Type e.g. http://localhost:3000,https://app.example.com, not "localhost:3000"',
+        id="cors-no-scheme",
     ),
     pytest.param(
-        "cors_origins", "http://x.com/path", '"http://x.com/path" is not an origin', id="cors-path"
+        "cors_origins",
+        "http://x.com,http://x.com/path",
+        'not "http://x.com/path"',
+        id="cors-path",
     ),
     pytest.param("session_mode", "threads", "Invalid choice", id="session-mode-choice"),
     pytest.param("better_auth_id_type", "cuid", "Invalid choice", id="better-auth-id-choice"),
@@ -219,3 +229,28 @@ def test_bad_answer_rejected(question: str, value: str, message: str, tmp_path: 
     assert f"'{question}'" in str(excinfo.value)
     assert message in str(excinfo.value)
     assert list(destination.iterdir()) == []
+    if "Invalid choice" not in message:
+        # Copier's interactive prompt shows the validator's message on one line under the
+        # question: it must fit 80 columns with a margin (only the quoted value typed may run
+        # past them, at the end) and start with what to type.
+        shown = str(excinfo.value).split(f"'{question}': ", 1)[1]
+        assert shown.startswith("Type "), shown
+        assert len(re.sub(r'"[^"]*"', '""', shown)) <= 76, shown
+
+
+def test_a_long_name_gets_a_valid_default_slug(tmp_path: Path) -> None:
+    name = "Ünïcode Orders & Invoices API for the Eastern Region Warehouse Teams (beta)"
+    copier.run_copy(
+        str(REPO_ROOT),
+        tmp_path / "project",
+        data={"project_name": name, "use_better_auth": False, "use_alembic": False},
+        defaults=True,
+        unsafe=False,
+        vcs_ref="HEAD",
+        quiet=True,
+    )
+    slug = yaml.safe_load((tmp_path / "project" / ".copier-answers.yml").read_text())[
+        "project_slug"
+    ]
+    assert slug == "n-code-orders-invoices-api-for-the-eastern-region-warehous"
+    assert len(slug) == 58

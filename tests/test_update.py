@@ -62,6 +62,25 @@ NEW_UV_IMAGE = r"\g<1>99.9\g<2>"
 PYTHON_ARG = re.compile(r"(?m)^ARG PYTHON_VERSION=\S+$")
 USER_PYTHON_ARG = "ARG PYTHON_VERSION=3.13"
 
+# In app/main.py the release adds a route module: one more name in `from app.routes import
+# (...)`, one name per line, right above the closing parenthesis, below which the user adds
+# an import of their own. Written on one line, the two changes would touch and conflict.
+ROUTES_IMPORT_LAST = "    todos,\n"
+RELEASED_ROUTE_NAME = "    version,\n"
+RELEASED_ROUTER_LINE = "    app.include_router(version.router)\n"
+VERSION_ROUTE = '''"""The deployed version: a route the next release adds."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["version"])
+
+
+@router.get("/version")
+async def read_version() -> dict[str, str]:
+    """The version of the API."""
+    return {"version": "0.2.0"}
+'''
+
 
 def release_next_version(template: Path) -> None:
     """Turn the OLD_TAG snapshot into NEW_TAG: a fix, a new file, a new question."""
@@ -88,7 +107,18 @@ def release_next_version(template: Path) -> None:
     (template / "template" / f"{ADDED_FILE}.jinja").write_text(
         "# Support\n\nWrite to {{ " + NEW_QUESTION + " }}.\n"
     )
-    commit_all(template, "Next release: a fix, a new file, a new question", NEW_TAG)
+
+    (template / "template" / "app" / "routes" / "version.py").write_text(VERSION_ROUTE)
+    main = template / "template" / "app" / "main.py.jinja"
+    lines = main.read_text().splitlines(keepends=True)
+    start = lines.index("from app.routes import (\n")
+    end = lines.index(")\n", start)
+    assert lines[end - 1] == ROUTES_IMPORT_LAST, "the routes import changed: adapt this test"
+    lines.insert(end, RELEASED_ROUTE_NAME)
+    returns = lines.index("    return app\n")
+    lines.insert(returns, RELEASED_ROUTER_LINE)
+    main.write_text("".join(lines))
+    commit_all(template, "Next release: a fix, a new file, a new question, a new route", NEW_TAG)
 
 
 @pytest.fixture(scope="session")
@@ -123,12 +153,17 @@ def test_user_added_this_test() -> None:
 
 
 def insert_after(path: Path, pattern: str, new_line: Callable[[re.Match[str]], str]) -> str:
-    """Insert a line after the first line matching `pattern`; return the inserted line."""
+    """Insert a line after the first statement matching `pattern`; return the inserted line.
+
+    A statement that opens a parenthesis at the end of its line ends at the closing one.
+    """
     lines = path.read_text().splitlines(keepends=True)
     for index, line in enumerate(lines):
         match = re.match(pattern, line)
         if match:
             inserted = new_line(match)
+            if line.rstrip().endswith("("):
+                index = lines.index(line[: len(line) - len(line.lstrip())] + ")\n", index)
             lines.insert(index + 1, inserted)
             path.write_text("".join(lines))
             return inserted
@@ -216,6 +251,11 @@ def test_update_keeps_user_edits_and_merges_nearby_changes(history: Path, tmp_pa
     assert ignore_lines.index(USER_IGNORE) - ignore_lines.index(TEMPLATE_IGNORE) == 3
     assert "FROM ghcr.io/astral-sh/uv:99.9 AS uv" in (project / "Dockerfile").read_text()
     assert (project / ADDED_FILE).read_text() == f"# Support\n\nWrite to {NEW_QUESTION_DEFAULT}.\n"
+    main_lines = (project / "app" / "main.py").read_text().splitlines(keepends=True)
+    closing = main_lines.index(RELEASED_ROUTE_NAME) + 1
+    assert main_lines[closing] == ")\n"
+    assert main_lines[closing + 1] == kept["app/main.py"][0], "the user's import moved"
+    assert RELEASED_ROUTER_LINE in main_lines
 
     recorded = recorded_answers(project)
     assert recorded["_commit"] == NEW_TAG

@@ -7,18 +7,21 @@ so that a CI log alone is enough to debug.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import shutil
 import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from conftest import RenderVariant
 from postgres import DatabaseServer
-from variants import QUICK_VARIANT, VARIANTS
+from template_history import questions
+from variants import QUICK_VARIANT, VARIANTS, answers
 
 pytestmark = pytest.mark.variant
 
@@ -158,3 +161,79 @@ def test_suite_sqlite(project: Project) -> None:
 def test_suite_postgres(project: Project, postgres: DatabaseServer) -> None:
     url = postgres.create_database("variant_" + project.name.replace("-", "_"))
     project.run_suite({**project.env, "TEST_DATABASE_URL": url})
+
+
+# Reads what the app and its packaging make of the text answers, in the variant's own Python.
+TEXT_PROBE = """
+import json, tomllib
+from app.config import Settings
+from app.main import app
+print(json.dumps({
+    "title": app.openapi()["info"]["title"],
+    "cors_origins": Settings().cors_origins,
+    "description": tomllib.load(open("pyproject.toml", "rb"))["project"]["description"],
+    "slug": tomllib.load(open("pyproject.toml", "rb"))["project"]["name"],
+}))
+"""
+
+
+def test_text_answers_arrive_as_typed(project: Project) -> None:
+    typed: dict[str, Any] = {name: spec.get("default") for name, spec in questions().items()}
+    typed.update(answers(project.name))
+    result = project.tool("python", "-c", TEXT_PROBE)
+    if result.returncode != 0:
+        fail(f"the app of {project.name} does not start", result)
+    seen = json.loads(result.output.splitlines()[-1])
+    assert seen["title"] == typed["project_name"].strip()
+    assert seen["description"] == typed["description"].strip()
+    assert seen["cors_origins"] == [
+        o.strip() for o in typed["cors_origins"].split(",") if o.strip()
+    ]
+    if "project_slug" in answers(project.name):
+        assert seen["slug"] == typed["project_slug"]
+    readme = (project.path / "README.md").read_text().splitlines()
+    assert readme[:3] == ["# " + typed["project_name"].strip(), "", typed["description"].strip()]
+
+
+def readme_block(readme: str, heading: str) -> list[str]:
+    """The commands of the first bash block under `heading`, comments dropped."""
+    section = readme.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)\n```", section, re.DOTALL)
+    assert block, f"no bash block under {heading}"
+    return [re.sub(r"\s+#.*$", "", line) for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_documented_migration_commands_work_on_a_fresh_checkout(
+    project: Project, tmp_path: Path
+) -> None:
+    readme = (project.path / "README.md").read_text()
+    if not answers(project.name).get("use_alembic"):
+        assert "## Migrations" not in readme
+        assert not (project.path / "alembic.ini").exists()
+        return
+    commands = readme_block(readme, "## Migrations")
+    revision = [i for i, c in enumerate(commands) if "alembic revision --autogenerate" in c]
+    upgrade = [i for i, c in enumerate(commands) if c.endswith("alembic upgrade head")]
+    assert revision and upgrade and upgrade[0] < revision[0], commands
+
+    # A fresh checkout: the project's files without its database or caches, sharing its venv.
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        project.path,
+        checkout,
+        ignore=shutil.ignore_patterns(".venv", "*.db", "*_cache", "__pycache__"),
+    )
+    (checkout / ".venv").symlink_to(project.path / ".venv")
+    before = set((checkout / "migrations" / "versions").glob("*.py"))
+    for command in commands:
+        assert command.startswith("uv run "), command
+        args = ["uv", "run", "--no-sync", *shlex.split(command)[2:]]
+        result = run(args, checkout, project.env)
+        if result.returncode != 0:
+            fail(f"the README's `{command}` fails on a fresh checkout of {project.name}", result)
+    written = set((checkout / "migrations" / "versions").glob("*.py")) - before
+    assert len(written) == 1, "the autogenerate command wrote no revision"
+    for check in (["ruff", "format", "--check"], ["ruff", "check"]):
+        result = run(["uv", "run", "--no-sync", *check, *map(str, written)], checkout, project.env)
+        if result.returncode != 0:
+            fail(f"the new revision fails {' '.join(check)}", result)

@@ -41,7 +41,37 @@ BETTER_AUTH_VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
-VARIANTS: dict[str, dict[str, Any]] = {**MAIN_VARIANTS, **BETTER_AUTH_VARIANTS}
+# The longest slug copier.yml accepts: with "_test" it is a 63-byte PostgreSQL identifier.
+LONGEST_SLUG = ("a-very-long-service-name-" * 3)[:57] + "z"
+
+# Text answers are answers too: two renders hold the nastiest ones the questions accept, so
+# that no answer can leave a project failing its own formatting, lint, types or tests.
+TEXT_VARIANTS: dict[str, dict[str, Any]] = {
+    "async-uuid-text": {
+        **MAIN_VARIANTS["async-uuid"],
+        "project_name": (
+            "Ünïcode “Todo” API — O'Brien's \"quoted\" C:\\temp\\new \\n 東京 🚀 $HOME `ls` "
+            "<b>&amp;</b> | pipes | " + "and a very long name, " * 6
+        ).strip(),
+        "project_slug": LONGEST_SLUG,
+        "description": (
+            "Says \"hi\" and 'bye', keeps \\n, \\t, \\\\ and \\u00e9 as typed, costs $5, runs "
+            "`rm`, <script>alert(1)</script> & more — été 東京 🚀; " * 5
+        ).strip(),
+        # The question's own example, then an origin longer than a line.
+        "cors_origins": "http://localhost:3000,https://app.example.com,"
+        "https://a-very-long-subdomain-for-the-admin-console.eu-central-1.staging.example.com:8443",
+    },
+    "sync-int-noauth-noalembic-text": {
+        **MAIN_VARIANTS["sync-int-noauth-noalembic"],
+        "project_name": "\"\"\"'''' \\ \" ' \\\\ ",
+        "project_slug": "x",
+        "description": "",
+        "cors_origins": "",
+    },
+}
+
+VARIANTS: dict[str, dict[str, Any]] = {**MAIN_VARIANTS, **BETTER_AUTH_VARIANTS, **TEXT_VARIANTS}
 
 # The variant `uv run pytest -m quick` installs and runs in full: every default answer.
 QUICK_VARIANT = "async-uuid"
