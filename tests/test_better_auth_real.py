@@ -178,8 +178,15 @@ class App:
                 self.process.wait(timeout=30)
         self.process = None
 
-    def output(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-60:])
+    def output(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def explain(self, response: Response) -> str:
+        """What went wrong, for a failure message: the answer and the app's log."""
+        if response.status >= 500:
+            # uvicorn logs the traceback after it has sent the 500.
+            time.sleep(0.5)
+        return f"{response.status} {response.body!r}\n--- app log ---\n{self.output()}"
 
     def call(self, method: str, path: str, token: str | None, body: Any = None) -> Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -190,11 +197,8 @@ class App:
     ) -> Any:
         response = self.call(method, path, token, body)
         if response.status != status:
-            pytest.fail(
-                f"{method} {path}: expected {status}, got {response.status} {response.body!r}\n"
-                f"--- app log ---\n{self.output()}",
-                pytrace=False,
-            )
+            failure = f"{method} {path}: expected {status}, got {self.explain(response)}"
+            pytest.fail(failure, pytrace=False)
         return response.body
 
 
@@ -385,7 +389,7 @@ def test_deleting_a_user_in_better_auth(stack: Stack) -> None:
         assert app.expect(200, "GET", "/api/todos", dave_token) == []
         # The token stays valid for its 15 minutes, but its user is gone.
         response = app.call("POST", "/api/todos", dave_token, {"title": "after deletion"})
-        assert response.status == 401, f"{response.status} {response.body!r}\n{app.output()}"
+        assert response.status == 401, app.explain(response)
         assert "no longer exists" in response.body["detail"]
         assert response.headers.get("WWW-Authenticate") == "Bearer"
     else:
