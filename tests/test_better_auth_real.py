@@ -14,6 +14,7 @@ Better Auth of its own on a fresh database.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -419,8 +420,10 @@ def options_app(installed: Callable[[str], Project], postgres: DatabaseServer) -
 @pytest.fixture
 def fresh_database(postgres: DatabaseServer, request: pytest.FixtureRequest) -> str:
     """An empty database for one test's own Better Auth."""
-    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
-    return postgres.create_database(f"ba_{name}")
+    # Readable, and unique even where two parametrized names share their first characters.
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:32]
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]
+    return postgres.create_database(f"ba_{name}_{digest}")
 
 
 @group(OPTIONS_VARIANT)
@@ -457,7 +460,7 @@ def test_jwks_at_another_path_through_auth_jwks_url(
         token = auth.token(auth.sign_up("Grace"))
         assert auth.jwks()["keys"], "no key at the configured path"
         # Better Auth moved the endpoint: the default one is gone.
-        assert request(auth.port or 0, "GET", "/api/auth/jwks").status == 404
+        assert auth.call("GET", "/jwks").status == 404
         env = app_env(options_app.database_url, auth)
         with serving(project, env) as app:
             # The app looks at /api/auth/jwks, finds nothing, and cannot check any token.
@@ -492,7 +495,7 @@ def test_issuer_and_audience_are_better_auths_base_url(
 
 
 ROTATION_SECONDS = 2
-GRACE_SECONDS = 3
+GRACE_SECONDS = 4
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
