@@ -487,9 +487,7 @@ def test_issuer_and_audience_are_better_auths_base_url(
         with serving(project, env) as app:
             body = app.expect(401, "POST", "/api/todos", token, {"title": "refused"})
             assert body["detail"] == "Token was issued by another issuer"
-        with serving(project, {**env, "AUTH_ISSUER": auth.url}) as app:
-            body = app.expect(401, "POST", "/api/todos", token, {"title": "refused"})
-            assert body["detail"] == "Token is meant for another audience"
+        # Both settings: the generated suite checks each one alone against its stand-in.
         with serving(project, {**env, "AUTH_ISSUER": auth.url, "AUTH_AUDIENCE": auth.url}) as app:
             app.expect(201, "POST", "/api/todos", token, {"title": "accepted"})
 
