@@ -392,7 +392,7 @@ def test_deleting_a_user_in_better_auth(stack: Stack) -> None:
         response = app.call("POST", "/api/todos", dave_token, {"title": "after deletion"})
         assert response.status == 401, app.explain(response)
         assert "no longer exists" in response.body["detail"]
-        assert response.headers.get("WWW-Authenticate") == "Bearer"
+        assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
     else:
         # Another database: the API cannot see the deletion. The todos stay, and the token
         # works until it expires (15 minutes by default).
