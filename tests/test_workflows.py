@@ -135,6 +135,13 @@ def test_jobs_fetch_tags_cache_uv_and_use_postgres(ci: dict[str, Any]) -> None:
     assert ci["jobs"]["template"]["steps"][-1]["run"] == 'uv run pytest -m "not variant"'
 
 
+def test_template_job_has_node_for_the_real_better_auth_tests(ci: dict[str, Any]) -> None:
+    (setup_node,) = steps_using(ci["jobs"]["template"], "actions/setup-node")
+    assert int(str(setup_node["with"]["node-version"]).split(".")[0]) >= 20
+    lock = setup_node["with"]["cache-dependency-path"]
+    assert (REPO_ROOT / lock).is_file(), f"{lock} does not exist"
+
+
 # ---- The generated project's workflow -------------------------------------------------------
 
 
