@@ -125,6 +125,8 @@ def test_build_context(project: Path) -> None:
         assert dockerignored(secret_or_junk, patterns), f"{secret_or_junk} would be sent"
     for cache in ("app/__pycache__/main.cpython-311.pyc", "tests/test_todos.py"):
         assert dockerignored(cache, patterns), f"{cache} would be sent"
+    # The development stand-in for Better Auth must never reach a production image.
+    assert dockerignored("scripts/dev_auth.py", patterns), "scripts/ would be sent"
     needed = [
         p.relative_to(project).as_posix()
         for p in project.rglob("*")

@@ -1,8 +1,9 @@
 """Release policy: renames need a `_migrations` step; every release has a CHANGELOG entry.
 
-The checker (release_policy.py) runs against this repository's newest release tag when there
-is one, and always against a synthetic history, where it must catch a rename that has no
-migration and accept one that has: so it is known to work before the first real release.
+The checker (release_policy.py) runs against this repository's newest release, a CHANGELOG
+section found by its tag or, in a clone without tags, by the commit that added it
+(releases.py); and against a synthetic history, where it must catch a rename that has no
+migration and accept one that has.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from packaging.version import Version
 from release_policy import ALLOWED_REMOVALS, release_tags, unmigrated_removals
+from releases import ReleaseHistoryError, create_missing_tags, releases, sections
 from template_history import (
     NEW_TAG,
     OLD_TAG,
@@ -114,10 +116,82 @@ def test_a_migration_that_does_not_cover_the_rename_is_caught(
 # One item per variant, so the renders spread over the test workers.
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_no_generated_file_disappears_since_the_newest_release(name: str) -> None:
-    tags = release_tags()
-    if not tags:
-        pytest.skip("no release tag yet; the checker itself is tested on synthetic releases")
-    assert unmigrated_removals(REPO_ROOT, tags[-1], None, {name: VARIANTS[name]}) == {}
+    newest = releases()[-1]
+    found = unmigrated_removals(
+        REPO_ROOT, newest.tag, None, {name: VARIANTS[name]}, old_ref=newest.ref
+    )
+    assert found == {}
+
+
+def test_every_committed_release_section_is_found() -> None:
+    committed = git(REPO_ROOT, "show", "HEAD:CHANGELOG.md")
+    assert sections(committed), "CHANGELOG.md has no release section"
+    found = {release.tag: release for release in releases()}
+    assert sorted(found) == sorted(sections(committed))
+    for release in found.values():
+        # The release commit is where its header first appears.
+        assert f"## {release.tag} - " in git(REPO_ROOT, "show", f"{release.commit}:CHANGELOG.md")
+        parents = git(REPO_ROOT, "rev-list", "--parents", "-n", "1", release.commit).split()[1:]
+        for parent in parents:
+            before = git(REPO_ROOT, "show", f"{parent}:CHANGELOG.md")
+            assert release.tag not in sections(before)
+
+
+CHANGELOG = "# Changelog\n\n## Unreleased\n\n- {note}\n{older}"
+
+
+def changelog_repo(path: Path) -> tuple[Path, dict[str, str]]:
+    """A repository whose CHANGELOG gains v1.0.0, then v1.1.0, with work in between."""
+    path.mkdir()
+    git(path, "init", "--quiet")
+    commits = {}
+    steps = [
+        ("first", "", None),
+        ("", "## v1.0.0 - 2026-01-02\n\n- first\n", "v1.0.0"),
+        ("second", "## v1.0.0 - 2026-01-02\n\n- first\n", None),
+        ("", "## v1.1.0 - 2026-02-03\n\n- second\n\n## v1.0.0 - 2026-01-02\n\n- first\n", "v1.1.0"),
+        (
+            "third",
+            "## v1.1.0 - 2026-02-03\n\n- second\n\n## v1.0.0 - 2026-01-02\n\n- first\n",
+            None,
+        ),
+    ]
+    for number, (note, older, release) in enumerate(steps):
+        (path / "CHANGELOG.md").write_text(CHANGELOG.format(note=note, older=older))
+        (path / "work.txt").write_text(f"step {number}\n")
+        commit_all(path, f"Step {number}")
+        if release:
+            commits[release] = git(path, "rev-parse", "HEAD").strip()
+    return path, commits
+
+
+def test_releases_come_from_the_changelog_history_without_tags(tmp_path: Path) -> None:
+    repo, commits = changelog_repo(tmp_path / "repo")
+    found = releases(repo)
+    assert [(r.tag, r.commit, r.tagged) for r in found] == [
+        ("v1.0.0", commits["v1.0.0"], False),
+        ("v1.1.0", commits["v1.1.0"], False),
+    ]
+    assert [r.ref for r in found] == [commits["v1.0.0"], commits["v1.1.0"]]
+
+
+def test_missing_tags_are_created_at_the_release_commits_once(tmp_path: Path) -> None:
+    repo, commits = changelog_repo(tmp_path / "repo")
+    git(repo, "tag", "v1.0.0", commits["v1.0.0"])
+    created = create_missing_tags(repo)
+    assert [(r.tag, r.commit) for r in created] == [("v1.1.0", commits["v1.1.0"])]
+    assert git(repo, "rev-list", "-n", "1", "v1.1.0").strip() == commits["v1.1.0"]
+    assert git(repo, "cat-file", "-t", "v1.1.0").strip() == "tag", "an annotated tag"
+    assert create_missing_tags(repo) == []
+    assert all(r.tagged and r.ref == r.tag for r in releases(repo))
+
+
+def test_a_shallow_clone_says_it_needs_the_history(tmp_path: Path) -> None:
+    repo, _ = changelog_repo(tmp_path / "repo")
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "--quiet", "--depth", "2", repo.as_uri(), str(shallow))
+    with pytest.raises(ReleaseHistoryError, match="git fetch --unshallow"):
+        releases(shallow)
 
 
 def test_allowed_removals_say_why() -> None:

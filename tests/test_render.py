@@ -40,8 +40,11 @@ EXPECTED_FILES = [
 AUTH_FILES = [
     "app/auth.py",
     "app/routes/me.py",
+    "scripts/__init__.py",
+    "scripts/dev_auth.py",
     "tests/better_auth.py",
     "tests/test_auth.py",
+    "tests/test_dev_auth.py",
     "tests/test_ownership.py",
 ]
 # What only Better Auth support brings; none of it may survive in a project without it.

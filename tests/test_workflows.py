@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO_ROOT
-from template_history import render_working_tree
+from template_history import commit_all, git, render_working_tree
 from variants import QUICK_VARIANT, VARIANTS, answers
 
 pytestmark = pytest.mark.quick
@@ -64,8 +65,8 @@ def render(tmp_path: Path, **data: Any) -> Path:
 # ---- This repository's workflow -------------------------------------------------------------
 
 
-def test_template_repository_has_a_workflow() -> None:
-    assert [p.name for p in WORKFLOWS] == ["ci.yml"]
+def test_template_repository_has_its_workflows() -> None:
+    assert [p.name for p in WORKFLOWS] == ["ci.yml", "release-tags.yml"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -226,3 +227,40 @@ def test_pre_commit_refuses_rej_files(project: Path, tmp_path: Path) -> None:
     assert "copier update could not apply these hunks" in refused.stdout
     allowed = pre_commit(repo, "run", "no-rej-files", "--files", "notes.txt")
     assert allowed.returncode == 0, allowed.stdout
+
+
+# ---- This repository's release-tags workflow ------------------------------------------------
+
+
+def test_release_tags_workflow_tags_main_from_full_history() -> None:
+    workflow = load(REPO_ROOT / ".github" / "workflows" / "release-tags.yml")
+    assert workflow["on"]["push"]["branches"] == ["main"]
+    assert workflow["permissions"] == {"contents": "write"}
+    (job,) = workflow["jobs"].values()
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    (checkout,) = steps_using(job, "actions/checkout")
+    assert checkout["with"]["fetch-depth"] == 0, "release commits may lie far back"
+    runs = [step.get("run", "") for step in job["steps"]]
+    assert any("python3 -I tests/releases.py --tag" in run for run in runs)
+    assert runs[-1] == "git push origin --tags"
+
+
+def test_release_tags_command_runs_on_a_bare_python(tmp_path: Path) -> None:
+    # The workflow's command, with the standard library only, in a tagless repository whose
+    # CHANGELOG holds one release: it must tag the commit that added the section.
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    shutil.copy2(REPO_ROOT / "tests" / "releases.py", repo / "tests" / "releases.py")
+    (repo / "CHANGELOG.md").write_text("# Changelog\n\n## Unreleased\n")
+    git(repo, "init", "--quiet")
+    commit_all(repo, "Start")
+    (repo / "CHANGELOG.md").write_text("# Changelog\n\n## Unreleased\n\n## v0.1.0 - 2026-01-02\n")
+    commit_all(repo, "Release v0.1.0")
+    released = git(repo, "rev-parse", "HEAD").strip()
+    commit_all(repo, "Later work")
+
+    command = [sys.executable, "-I", "tests/releases.py", "--tag"]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert f"created tag v0.1.0 at {released}" in result.stdout
+    assert git(repo, "rev-list", "-n", "1", "v0.1.0").strip() == released
