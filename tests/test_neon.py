@@ -277,6 +277,7 @@ def test_pgbouncer_true_in_the_url_is_enough(project: Project, neon: NeonEmulati
 
 OUTAGE_CLIENTS = 10
 OUTAGE_SECONDS = 3
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def _outage_client(server: AppServer, stop_at: float) -> list[str]:
@@ -294,7 +295,8 @@ def _outage_client(server: AppServer, stop_at: float) -> list[str]:
                 ("GET", "/api/todos?limit=5", None, 200),
             ]:
                 try:
-                    conn.request(method, path, body=json.dumps(body) if body else None)
+                    payload = json.dumps(body) if body else None
+                    conn.request(method, path, body=payload, headers=JSON_HEADERS)
                     response = conn.getresponse()
                     data = response.read()
                 except (OSError, http.client.HTTPException) as exc:
