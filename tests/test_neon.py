@@ -323,9 +323,7 @@ def test_a_database_outage_mid_load_is_503_then_recovers(
         assert server.get("/health/ready")[0] == 200
         stop_at = time.monotonic() + 3 * OUTAGE_SECONDS
         with ThreadPoolExecutor(max_workers=OUTAGE_CLIENTS) as pool:
-            running = [
-                pool.submit(_outage_client, server, stop_at) for _ in range(OUTAGE_CLIENTS)
-            ]
+            running = [pool.submit(_outage_client, server, stop_at) for _ in range(OUTAGE_CLIENTS)]
             time.sleep(OUTAGE_SECONDS)
             neon.cluster.pause()
             try:
