@@ -33,7 +33,11 @@ EXPECTED_FILES = [
     "app/routes/__init__.py",
     "app/routes/health.py",
     "app/routes/todos.py",
+    "app/errors.py",
     "tests/conftest.py",
+    "tests/test_errors.py",
+    "tests/test_api_fuzz.py",
+    "tests/test_concurrency.py",
 ]
 
 # Present exactly when Better Auth is on.
