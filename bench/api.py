@@ -62,13 +62,13 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or sys.exit("wrk did not install")
 
 
-def render(style: str, dest: Path) -> Path:
-    """Render and install a variant from the working tree; returns its directory."""
+def render(style: str, dest: Path, template: Path = ROOT) -> Path:
+    """Render and install a variant from a checkout's last commit; returns its directory."""
     path = dest / style
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DirtyLocalWarning on an uncommitted tree
         data = answers(f"{style}-uuid-noauth-noalembic")  # Better Auth and Alembic off
-        run_copy(str(ROOT), path, data=data, defaults=True, vcs_ref="HEAD", quiet=True)
+        run_copy(str(template), path, data=data, defaults=True, vcs_ref="HEAD", quiet=True)
     env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV"}}
     env["UV_PYTHON_DOWNLOADS"] = "never"
     subprocess.run(["uv", "sync", "--no-dev", "-q"], cwd=path, env=env, check=True)
@@ -175,6 +175,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="seconds of load before each")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--template", type=Path, default=ROOT, help="checkout to render (default: this one)"
+    )
     args = parser.parse_args()
 
     wrk = ensure_wrk()
@@ -183,7 +186,7 @@ def main() -> None:
         sys.exit("PostgreSQL server binaries not found: apt-get install postgresql")
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp, PostgresCluster(bindir) as pg:
         log("rendering and installing the sync and async variants")
-        projects = {style: render(style, Path(tmp)) for style in ("sync", "async")}
+        projects = {style: render(style, Path(tmp), args.template) for style in ("sync", "async")}
         url = pg.create_database("bench")
         app_env = {"DATABASE_URL": url}
         safe_env = {**app_env, "DATABASE_TRANSACTION_POOLING": "true"}
