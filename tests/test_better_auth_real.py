@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -27,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import app_server
 import pytest
 import test_variants as variant_checks
 from conftest import RenderVariant
-from postgres import DatabaseServer, find_bindir, find_psql, free_port
+from postgres import DatabaseServer, find_bindir, find_psql
 from real_better_auth import (
     Account,
     BetterAuthServer,
@@ -51,7 +51,6 @@ VARIANTS = ["async-uuid", "async-int-ba-uuid", "sync-uuid-ba-serial", "sync-int-
 OPTIONS_VARIANT = "sync-int-ba-separate-db"
 # advanced.database.generateId for each better_auth_id_type.
 GENERATE_ID = {"text": None, "uuid": "uuid", "serial": "serial"}
-APP_STARTUP_SECONDS = 60
 
 
 def group(name: str) -> pytest.MarkDecorator:
@@ -137,50 +136,11 @@ def installed(
     return get
 
 
-class App:
+class App(app_server.AppServer):
     """The rendered app under uvicorn on a free loopback port."""
 
     def __init__(self, project: Project, env: dict[str, str]) -> None:
-        self.project = project
-        self.env = {**project.env, **env}
-        self.port = free_port()
-        self.log = project.path / f"uvicorn-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        uvicorn = str(self.project.path / ".venv" / "bin" / "uvicorn")
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [uvicorn, "app.main:app", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=self.project.path,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + APP_STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the app exited at startup:\n{self.output()}", pytrace=False)
-            try:
-                if request(self.port, "GET", "/health").status == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail(f"the app did not start in {APP_STARTUP_SECONDS}s:\n{self.output()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self.process = None
-
-    def output(self, lines: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        super().__init__(project.path, {**project.env, **env})
 
     def explain(self, response: Response) -> str:
         """What went wrong, for a failure message: the answer and the app's log."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import app_server
 import pytest
 import test_variants as variant_checks
 from conftest import RenderVariant
 from neon_support import NeonEmulation, start_neon_emulation
-from postgres import PostgresUnavailable, free_port
+from postgres import PostgresUnavailable
 
 pytestmark = pytest.mark.neon
 
@@ -36,7 +36,6 @@ STYLES = [
 ]
 CLIENTS = 50
 ROUNDS = 2  # each round is 6 requests per client: 600 requests per load
-STARTUP_SECONDS = 60
 
 
 def variant(style: str) -> str:
@@ -77,51 +76,13 @@ def project(
     return Project(style, path, subprocess_env)
 
 
-class AppServer:
+class AppServer(app_server.AppServer):
     """The rendered app under uvicorn (one worker), as a subprocess on a loopback port."""
 
+    uvicorn_options = ("--no-access-log",)
+
     def __init__(self, project: Project, database: dict[str, str]) -> None:
-        self.project = project
-        self.env = {**project.env, **database}
-        self.port = free_port()
-        self.log = project.path / f"uvicorn-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        uvicorn = self.project.path / ".venv" / "bin" / "uvicorn"
-        address = ["--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(uvicorn), "app.main:app", "--no-access-log", *address],
-                cwd=self.project.path,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the app exited at startup:\n{self.output()}", pytrace=False)
-            try:
-                if self.get("/health")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail(f"the app did not start in {STARTUP_SECONDS}s:\n{self.output()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self.process = None
-
-    def output(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-60:])
+        super().__init__(project.path, {**project.env, **database})
 
     def request(
         self, conn: http.client.HTTPConnection, method: str, path: str, body: Any = None
