@@ -222,20 +222,24 @@ class PostgresCluster:
         # Another process may grab the port between probing and binding: retry on a new one.
         for _attempt in range(3):
             self.port = free_port()
-            result = self._run(
-                str(self.bindir / "pg_ctl"),
-                "start",
-                "--wait",
-                "--timeout=60",
-                f"--pgdata={self.data_dir}",
-                f"--log={self.log_file}",
-                f"--options=-p {self.port}",
-            )
+            result = self._pg_ctl_start()
             if result.returncode == 0:
                 return
         log = self.log_file.read_text() if self.log_file.exists() else ""
         self.stop()
         raise RuntimeError(f"pg_ctl start failed:\n{_tail(result.stdout + result.stderr + log)}")
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        """Start the server on `self.port` and wait for it (60 s at most)."""
+        return self._run(
+            str(self.bindir / "pg_ctl"),
+            "start",
+            "--wait",
+            "--timeout=60",
+            f"--pgdata={self.data_dir}",
+            f"--log={self.log_file}",
+            f"--options=-p {self.port}",
+        )
 
     def stop(self) -> None:
         if self.root is None:
@@ -258,15 +262,7 @@ class PostgresCluster:
             raise RuntimeError(f"pg_ctl stop failed:\n{_tail(result.stdout + result.stderr)}")
 
     def resume(self) -> None:
-        result = self._run(
-            str(self.bindir / "pg_ctl"),
-            "start",
-            "--wait",
-            "--timeout=60",
-            f"--pgdata={self.data_dir}",
-            f"--log={self.log_file}",
-            f"--options=-p {self.port}",
-        )
+        result = self._pg_ctl_start()
         if result.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed:\n{_tail(result.stdout + result.stderr)}")
 
