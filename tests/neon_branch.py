@@ -58,7 +58,8 @@ class StepRun:
     outputs: dict[str, str]
 
     def report(self) -> str:
-        return f"--- step {self.name!r} (exit {self.returncode})\n$ {self.script}\n{self.output}"
+        head = f"--- step {self.name!r} (exit {self.returncode}, outputs {self.outputs})"
+        return f"{head}\n$ {self.script}\n{self.output}"
 
 
 def run_job(
