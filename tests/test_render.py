@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, RenderVariant
 from copier.errors import DirtyLocalWarning
+from lint_workflows import actionlint
 from template_history import questions
 from variants import VARIANTS, answers
 
@@ -23,6 +24,8 @@ EXPECTED_FILES = [
     "README.md",
     ".env.example",
     ".gitignore",
+    ".github/workflows/ci.yml",
+    ".github/workflows/neon-branch.yml",
     "app/__init__.py",
     "app/main.py",
     "app/config.py",
@@ -128,6 +131,11 @@ def test_alembic_files_follow_the_option(project: Path, variant: str) -> None:
     assert present == (ALEMBIC_FILES if answers(variant).get("use_alembic") else [])
     if not answers(variant).get("use_alembic"):
         assert "alembic" not in (project / "pyproject.toml").read_text()
+
+
+def test_workflows_pass_actionlint(project: Path) -> None:
+    result = actionlint(*sorted((project / ".github" / "workflows").glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_no_jinja_residue(project: Path) -> None:
