@@ -300,3 +300,16 @@ def test_the_after_copy_message_names_the_next_commands(
     # Without a token every todo route is a 401: the message says where one comes from.
     dev_auth = "uv run python -m scripts.dev_auth" in message
     assert dev_auth == answers(variant)["use_better_auth"]
+
+
+def test_the_readme_opens_with_one_description(project: Path) -> None:
+    # The title, the description typed at `copier copy`, then what the template adds: that
+    # paragraph must not say the description again in other words.
+    title, description, *rest = (
+        (project / "README.md").read_text().split("\n## ", 1)[0].strip().split("\n\n")
+    )
+    assert title.startswith("# ")
+    words = set(re.findall(r"\w+", description.lower()))
+    for paragraph in rest:
+        shared = words & set(re.findall(r"\w+", paragraph.lower()))
+        assert len(shared) <= len(words) / 2, paragraph
