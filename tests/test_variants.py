@@ -168,8 +168,14 @@ def test_suite_postgres(project: Project, postgres: DatabaseServer) -> None:
 LOWEST_BOUND_VARIANTS = ("async-uuid", "sync-int")
 
 
+# Same ids and groups as PARAMS, so each reuses its variant's render; never in `-m quick`.
 @pytest.mark.parametrize(
-    "project", [p for p in PARAMS if p.values[0] in LOWEST_BOUND_VARIANTS], indirect=True
+    "project",
+    [
+        pytest.param(name, id=name, marks=pytest.mark.xdist_group(name))
+        for name in LOWEST_BOUND_VARIANTS
+    ],
+    indirect=True,
 )
 def test_suite_passes_at_the_lowest_declared_bounds(project: Project, tmp_path: Path) -> None:
     """Every lower bound in pyproject.toml is true: the suite passes with each direct
