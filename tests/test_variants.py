@@ -180,6 +180,38 @@ def test_suite_postgres(project: Project, postgres: DatabaseServer) -> None:
     project.run_suite({**project.env, "TEST_DATABASE_URL": url}, *hermetic)
 
 
+# Between them these two declare every dependency a variant can: both drivers, Alembic,
+# PyJWT, uuid6, pytest-asyncio and httpx2, with int and uuid keys.
+LOWEST_BOUND_VARIANTS = ("async-uuid", "sync-int")
+
+
+# Same ids and groups as PARAMS, so each reuses its variant's render; never in `-m quick`.
+@pytest.mark.parametrize(
+    "project",
+    [
+        pytest.param(name, id=name, marks=pytest.mark.xdist_group(name))
+        for name in LOWEST_BOUND_VARIANTS
+    ],
+    indirect=True,
+)
+def test_suite_passes_at_the_lowest_declared_bounds(project: Project, tmp_path: Path) -> None:
+    """Every lower bound in pyproject.toml is true: the suite passes with each direct
+    dependency at the oldest version the variant accepts (a user's resolver may pick it)."""
+    # The variant's render, without the venv and lock its own install made.
+    copy = tmp_path / project.name
+    shutil.copytree(
+        project.path,
+        copy,
+        ignore=shutil.ignore_patterns(".venv", "uv.lock", "*.db", "*_cache", "__pycache__"),
+    )
+    install = run(["uv", "sync", "--resolution", "lowest-direct"], copy, project.env)
+    if install.returncode != 0:
+        fail(f"uv sync --resolution lowest-direct failed on {project.name}", install)
+    Project(f"{project.name} at its lower bounds", copy, project.env, install).run_suite(
+        project.env
+    )
+
+
 # Reads what the app and its packaging make of the text answers, in the variant's own Python.
 TEXT_PROBE = """
 import json, tomllib
