@@ -348,6 +348,9 @@ def main() -> None:
             app("async pooler-safe", "async", safe_env),
             app("sync pooler-safe", "sync", safe_env),
             app("async no pre-ping", "async", {**app_env, "DATABASE_POOL_PRE_PING": "false"}),
+            # The async app on SQLAlchemy's default pool instead of app/pool.py's fair one.
+            Target("async plain pool", projects["async"], projects["async"] / ".venv",
+                   "plain_pool_app:app", {**app_env, "PYTHONPATH": str(ROOT / "bench")}),
         ]  # fmt: skip
         if args.targets:
             wanted = args.targets.split(",")
