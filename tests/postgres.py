@@ -371,13 +371,36 @@ def _wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) 
     return False
 
 
+def find_pgbouncer() -> str | None:
+    """PGBOUNCER_BIN when set (a newer build, say), else the installed one."""
+    if executable := os.environ.get("PGBOUNCER_BIN"):
+        return executable
+    executable = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    return executable if Path(executable).is_file() else None
+
+
+def pgbouncer_version(executable: str) -> tuple[int, ...]:
+    """(1, 18, 0) from "PgBouncer 1.18.0"; () when it does not say."""
+    result = subprocess.run(
+        [executable, "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    found = re.search(r"PgBouncer (\d+)\.(\d+)(?:\.(\d+))?", result.stdout)
+    return tuple(int(part) for part in found.groups() if part) if found else ()
+
+
+# The first PgBouncer that tracks protocol-level named prepared statements.
+TRACKING_PGBOUNCER = (1, 21)
+
+
 class PgBouncer:
-    """Debian's PgBouncer on a loopback port, in front of one PostgreSQL server.
+    """PgBouncer on a loopback port, in front of one PostgreSQL server.
 
     Clients must use TLS and SCRAM (`users` maps names to passwords); PgBouncer reaches the
-    server over TLS too. Transaction pooling by default, as Neon's pooler, but this PgBouncer
-    (1.18 on Debian 12) keeps no prepared statements across transactions. Like postgres, it
-    refuses to run as root: it runs as the postgres user then.
+    server over TLS too. Transaction pooling by default, as Neon's pooler. With
+    `max_prepared_statements` (1.21 and newer) it tracks protocol-level prepared statements,
+    as Neon's does; at 0, or on Debian 12's 1.18, it keeps none across transactions.
+    `admin_user` may read `SHOW STATS`. Like postgres, it refuses to run as root: it runs as
+    the postgres user then.
     """
 
     def __init__(
@@ -389,11 +412,21 @@ class PgBouncer:
         tls_key: bytes,
         pool_mode: str = "transaction",
         pool_size: int = 20,
+        max_prepared_statements: int = 0,
+        admin_user: str | None = None,
     ) -> None:
-        executable = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-        if not Path(executable).is_file():
+        executable = find_pgbouncer()
+        if executable is None:
             raise PostgresUnavailable("pgbouncer not found (Debian: apt-get install pgbouncer)")
         self.executable = executable
+        self.version = pgbouncer_version(executable)
+        if max_prepared_statements and self.version < TRACKING_PGBOUNCER:
+            raise PostgresUnavailable(
+                f"PgBouncer {'.'.join(map(str, self.version))} ({executable}) cannot track "
+                "prepared statements (1.21 or newer can); PGBOUNCER_BIN names another"
+            )
+        self.max_prepared_statements = max_prepared_statements
+        self.admin_user = admin_user
         self.server_port = server_port
         self.users = dict(users)
         self.tls_cert, self.tls_key = tls_cert, tls_key
@@ -422,9 +455,17 @@ class PgBouncer:
                 f"client_tls_key_file = {root / 'server.key'}",
                 "server_tls_sslmode = require",
                 f"logfile = {root / 'pgbouncer.log'}",
+                *self._version_lines(),
                 "",
             ]
         )
+
+    def _version_lines(self) -> list[str]:
+        lines = [f"admin_users = {self.admin_user}"] if self.admin_user else []
+        if self.version >= TRACKING_PGBOUNCER:
+            # Said even when 0: newer releases track 200 statements unless told otherwise.
+            lines.append(f"max_prepared_statements = {self.max_prepared_statements}")
+        return lines
 
     def start(self, port: int | None = None) -> None:
         """Start listening; on `port` to come back where clients expect it after a stop."""
