@@ -399,8 +399,9 @@ class PgBouncer:
     server over TLS too. Transaction pooling by default, as Neon's pooler. With
     `max_prepared_statements` (1.21 and newer) it tracks protocol-level prepared statements,
     as Neon's does; at 0, or on Debian 12's 1.18, it keeps none across transactions.
-    `admin_user` may read `SHOW STATS`. Like postgres, it refuses to run as root: it runs as
-    the postgres user then.
+    `admin_user` may read `SHOW STATS`. Without a certificate (the benchmarks) it speaks
+    plain TCP on both sides and trusts the user names listed. Like postgres, it refuses to
+    run as root: it runs as the postgres user then.
     """
 
     def __init__(
@@ -408,8 +409,8 @@ class PgBouncer:
         *,
         server_port: int,
         users: Mapping[str, str],
-        tls_cert: bytes,
-        tls_key: bytes,
+        tls_cert: bytes | None,
+        tls_key: bytes | None,
         pool_mode: str = "transaction",
         pool_size: int = 20,
         max_prepared_statements: int = 0,
@@ -437,6 +438,13 @@ class PgBouncer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def _config(self, root: Path, port: int) -> str:
+        tls = [
+            "auth_type = scram-sha-256",
+            "client_tls_sslmode = require",
+            f"client_tls_cert_file = {root / 'server.crt'}",
+            f"client_tls_key_file = {root / 'server.key'}",
+            "server_tls_sslmode = require",
+        ]
         return "\n".join(
             [
                 "[databases]",
@@ -445,15 +453,11 @@ class PgBouncer:
                 "listen_addr = 127.0.0.1",
                 f"listen_port = {port}",
                 "unix_socket_dir =",
-                "auth_type = scram-sha-256",
                 f"auth_file = {root / 'userlist.txt'}",
                 f"pool_mode = {self.pool_mode}",
                 f"default_pool_size = {self.pool_size}",
                 "max_client_conn = 1000",
-                "client_tls_sslmode = require",
-                f"client_tls_cert_file = {root / 'server.crt'}",
-                f"client_tls_key_file = {root / 'server.key'}",
-                "server_tls_sslmode = require",
+                *(tls if self.tls_cert is not None else ["auth_type = trust"]),
                 f"logfile = {root / 'pgbouncer.log'}",
                 *self._version_lines(),
                 "",
@@ -476,8 +480,9 @@ class PgBouncer:
             atexit.register(self.close)
             if os.geteuid() == 0:
                 shutil.chown(self.root, user="postgres", group="postgres")
-            _write_private(self.root / "server.crt", self.tls_cert)
-            _write_private(self.root / "server.key", self.tls_key)
+            if self.tls_cert is not None and self.tls_key is not None:
+                _write_private(self.root / "server.crt", self.tls_cert)
+                _write_private(self.root / "server.key", self.tls_key)
             users = "".join(f'"{name}" "{password}"\n' for name, password in self.users.items())
             _write_private(self.root / "userlist.txt", users.encode())
         for _attempt in range(1 if port else 3):
