@@ -23,6 +23,8 @@ RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
     "message",
     "asctime",
     "request_id",
+    # Uvicorn's message again, with terminal colours.
+    "color_message",
 }
 # What TextFormatter writes; naming asctime makes logging fill it in.
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [request id] %(message)s"
