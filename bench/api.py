@@ -97,16 +97,19 @@ class Target:
 
 
 class Server:
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, log_dir: Path | None = None) -> None:
         self.target = target
         self.port = free_port()
         uvicorn = target.venv / "bin" / "uvicorn"
         args = [str(uvicorn), target.app, "--port", str(self.port), "--host", "127.0.0.1"]
         args += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+        # The apps' log lines (one access line per request) go to a file, as in production.
+        self.log = open(log_dir / "server.log", "ab") if log_dir else None  # noqa: SIM115
         self.process = subprocess.Popen(
-            args, cwd=target.cwd, env={**env, **target.env}, stdin=subprocess.DEVNULL
-        )
+            args, cwd=target.cwd, env={**env, **target.env}, stdin=subprocess.DEVNULL,
+            stderr=self.log,
+        )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -129,6 +132,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.log:
+            self.log.close()
 
 
 def to_ms(value: str) -> float:
@@ -311,6 +316,11 @@ def main() -> None:
         "--template", type=Path, default=ROOT, help="checkout to render (default: this one)"
     )
     parser.add_argument(
+        "--before",
+        type=Path,
+        help="also serve the async variant of this checkout ('async before') in every run",
+    )
+    parser.add_argument(
         "--targets", help="comma-separated target names to run (default: all); baseline first"
     )
     parser.add_argument(
@@ -352,6 +362,10 @@ def main() -> None:
             Target("async plain pool", projects["async"], projects["async"] / ".venv",
                    "plain_pool_app:app", {**app_env, "PYTHONPATH": str(ROOT / "bench")}),
         ]  # fmt: skip
+        if args.before:
+            before = render("async", Path(tmp) / "before", args.before)
+            targets.insert(2, Target("async before", before, before / ".venv", "app.main:app",
+                                     app_env))  # fmt: skip
         if args.targets:
             wanted = args.targets.split(",")
             targets = [target for target in targets if target.name in wanted]
@@ -363,7 +377,7 @@ def main() -> None:
 
         for run in range(1, args.runs + 1):
             for target in targets:
-                server = Server(target)
+                server = Server(target, Path(tmp))
                 try:
                     for route, path in paths.items():
                         run_wrk(wrk, server.url(path), args.warmup, args.connections)
@@ -433,6 +447,18 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
                 )
             ]
             print(f"  {route:<4} {statistics.median(ratios):.2f}")
+    if "async before" in by_name and "async" in by_name:
+        print("cost of this checkout over --before (cpu ms/req of async / async before):")
+        for route in ROUTES:
+            ratios = [
+                a["cpu_ms"] / b["cpu_ms"]
+                for a, b in zip(
+                    by_name["async"].results[route],
+                    by_name["async before"].results[route],
+                    strict=True,
+                )
+            ]
+            print(f"  async {route:<4} {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
