@@ -37,6 +37,7 @@ EXPECTED_FILES = [
     "app/routes/health.py",
     "app/routes/todos.py",
     "app/errors.py",
+    "app/stale_plans.py",
     "tests/conftest.py",
     "tests/test_errors.py",
     "tests/test_api_fuzz.py",
