@@ -17,6 +17,7 @@ when missing and running as root).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 import os
@@ -30,8 +31,10 @@ import tempfile
 import time
 import urllib.request
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 from copier import run_copy
 
@@ -43,6 +46,14 @@ from variants import answers  # noqa: E402
 
 ROUTES = {"list": "/api/todos?limit=20", "get": "/api/todos/{id}"}
 SEED_ROWS = 200
+# --pages: a table of PAGE_ROWS todos, and pages of 20 at the start and DEEP rows in.
+PAGE_ROWS = 100_000
+DEEP = 99_000
+PAGES = {
+    "first": "/api/todos?limit=20",
+    "offset": f"/api/todos?limit=20&offset={DEEP}",
+    "cursor": "/api/todos?limit=20&cursor={cursor}",  # the same rows as "offset"
+}
 
 
 def log(message: str) -> None:
@@ -173,6 +184,127 @@ def seed(server: Server) -> str:
     return first
 
 
+def seed_many(server: Server, rows: int) -> None:
+    """`rows` todos through the bulk route, 100 per request, four requests at a time."""
+    body = json.dumps([{"title": f"todo {n}", "description": "x" * 40} for n in range(100)])
+
+    def post(_: int) -> None:
+        request = urllib.request.Request(
+            server.url("/api/todos/bulk"),
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            response.read()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(post, range(rows // 100)))
+
+
+def cursor_at(server: Server, depth: int) -> str:
+    """The cursor of the page that starts `depth` rows in, from the API's own Link header."""
+    with urllib.request.urlopen(server.url(f"/api/todos?limit=1&offset={depth - 1}")) as response:
+        link = response.headers["Link"]
+    match = re.search(r"[?&]cursor=([^&>]+)", link or "")
+    if match is None:
+        sys.exit(f"no cursor in the Link header {link!r}: does this checkout page by cursor?")
+    return match[1]
+
+
+def explain(pg: PostgresCluster, where: str, offset: int, repeat: int = 7) -> tuple[float, float]:
+    """The list's query in PostgreSQL alone: median execution ms and shared buffers read."""
+    sql = f"SELECT * FROM todo {where} ORDER BY id DESC OFFSET {offset} LIMIT 21"
+    times, buffers = [], []
+    for _ in range(repeat):
+        out = subprocess.run(
+            [pg.psql, "-X", "-At", "-d", pg.url("bench"), "-c",
+             f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        plan = json.loads(out)[0]
+        times.append(plan["Execution Time"])
+        top = plan["Plan"]
+        buffers.append(top.get("Shared Hit Blocks", 0) + top.get("Shared Read Blocks", 0))
+    return statistics.median(times), statistics.median(buffers)
+
+
+def pages_main(args: argparse.Namespace) -> None:
+    """First page, a deep offset page and a deep cursor page, one client and loaded."""
+    wrk = ensure_wrk()
+    bindir = find_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL server binaries not found: apt-get install postgresql")
+    styles = args.targets.split(",") if args.targets else ["async", "sync"]
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp, PostgresCluster(bindir) as pg:
+        log(f"rendering and installing {', '.join(styles)}")
+        projects = {style: render(style, Path(tmp), args.template) for style in styles}
+        env = {"DATABASE_URL": pg.create_database("bench")}
+        targets = [
+            Target(s, projects[s], projects[s] / ".venv", "app.main:app", env) for s in styles
+        ]
+        server = Server(targets[0])
+        log(f"seeding {PAGE_ROWS:,} todos")
+        seed_many(server, PAGE_ROWS)
+        paths = {name: path.format(cursor=cursor_at(server, DEEP)) for name, path in PAGES.items()}
+        server.stop()
+        pg.execute("VACUUM ANALYZE todo", database="bench")
+        cursor = paths["cursor"].rpartition("cursor=")[2]
+        key = UUID(bytes=base64.urlsafe_b64decode(cursor + "=="))
+        queries = {"first": ("", 0), "offset": ("", DEEP), "cursor": (f"WHERE id < '{key}'", 0)}
+        plans = {page: explain(pg, where, offset) for page, (where, offset) in queries.items()}
+        loads = {"1 client": 1, f"{args.connections} clients": args.connections}
+        for run in range(1, args.runs + 1):
+            for target in targets:
+                for page, path in paths.items():
+                    # A fresh server per page: a sync app keeps working through requests
+                    # wrk gave up on (deep offsets under load), which would slow the next.
+                    server = Server(target)
+                    try:
+                        for load, connections in loads.items():
+                            url = server.url(path)
+                            run_wrk(wrk, url, args.warmup, connections)
+                            cpu = cpu_seconds(server.process.pid)
+                            result = run_wrk(wrk, url, args.duration, connections)
+                            cpu = cpu_seconds(server.process.pid) - cpu
+                            result["cpu_ms"] = 1000 * cpu / max(result["requests"], 1)
+                            target.results.setdefault(f"{page}|{load}", []).append(result)
+                            log(
+                                f"run {run} {target.name:<6} {page:<6} {load:<10}"
+                                f" {result['rps']:7.0f} req/s  p50 {result['p50']:7.2f} ms"
+                                f"  cpu {result['cpu_ms']:.2f} ms/req"
+                            )
+                    finally:
+                        server.stop()
+    print(f"\nthe list's query in PostgreSQL (EXPLAIN ANALYZE, median of 7), {PAGE_ROWS:,} todos:")
+    print(f"{'page':<6} {'ms':>7} {'buffers':>8}")
+    for page, (ms, buffers) in plans.items():
+        print(f"{page:<6} {ms:>7.3f} {buffers:>8.0f}")
+    print(
+        f"\nmedians of {args.runs} runs, {PAGE_ROWS:,} todos, pages of 20 at row 0 and row "
+        f"{DEEP:,}; wrk -t1 -d{args.duration}s; vs first = req/s over the first page's, "
+        "same run"
+    )
+    print(f"{'target':<6} {'page':<6} {'load':<10} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7}"
+          f" {'cpu ms/req':>10} {'non-2xx':>7} {'vs first':>8}")  # fmt: skip
+    for target in targets:
+        for key, results in target.results.items():
+            page, load = key.split("|")
+            first = target.results[f"first|{load}"]
+            ratio = statistics.median(
+                r["rps"] / f["rps"] if f["rps"] else math.nan
+                for r, f in zip(results, first, strict=True)
+            )
+            print(
+                f"{target.name:<6} {page:<6} {load:<10}"
+                f" {statistics.median(r['rps'] for r in results):>7.0f}"
+                f" {statistics.median(r['p50'] for r in results):>7.2f}"
+                f" {statistics.median(r['p99'] for r in results):>7.2f}"
+                f" {statistics.median(r['cpu_ms'] for r in results):>10.2f}"
+                f" {sum(r['errors'] for r in results):>7.0f}"
+                f" {ratio:>8.2f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -188,7 +320,18 @@ def main() -> None:
         type=Path,
         help="also serve the async variant of this checkout ('async before') in every run",
     )
+    parser.add_argument(
+        "--targets", help="comma-separated target names to run (default: all); baseline first"
+    )
+    parser.add_argument(
+        "--pages",
+        action="store_true",
+        help=f"instead: list pages at depth 0 and {DEEP:,} of {PAGE_ROWS:,} rows (see PAGES)",
+    )
     args = parser.parse_args()
+    if args.pages:
+        pages_main(args)
+        return
 
     wrk = ensure_wrk()
     bindir = find_bindir()
@@ -215,13 +358,19 @@ def main() -> None:
             app("async pooler-safe", "async", safe_env),
             app("sync pooler-safe", "sync", safe_env),
             app("async no pre-ping", "async", {**app_env, "DATABASE_POOL_PRE_PING": "false"}),
+            # The async app on SQLAlchemy's default pool instead of app/pool.py's fair one.
+            Target("async plain pool", projects["async"], projects["async"] / ".venv",
+                   "plain_pool_app:app", {**app_env, "PYTHONPATH": str(ROOT / "bench")}),
         ]  # fmt: skip
         if args.before:
             before = render("async", Path(tmp) / "before", args.before)
             targets.insert(2, Target("async before", before, before / ".venv", "app.main:app",
                                      app_env))  # fmt: skip
+        if args.targets:
+            wanted = args.targets.split(",")
+            targets = [target for target in targets if target.name in wanted]
         # The first app start creates the table; then the same rows serve every target.
-        server = Server(targets[1])
+        server = Server(next(target for target in targets if target.name != "baseline"))
         todo_id = seed(server)
         server.stop()
         paths = {name: path.format(id=todo_id) for name, path in ROUTES.items()}
@@ -253,48 +402,52 @@ def main() -> None:
 
 
 def report(targets: list[Target], args: argparse.Namespace) -> None:
-    baseline = targets[0]
+    by_name = {t.name: t for t in targets}
+    baseline = by_name.get("baseline")
     print(
         f"\nmedians of {args.runs} runs; wrk -t1 -c{args.connections} -d{args.duration}s; "
-        "uvicorn, 1 worker; ratio = target req/s / baseline req/s in the same run"
+        "uvicorn, 1 worker; ratio = target req/s / baseline req/s in the same run; "
+        "p99/p50 = median of the per-run ratios"
     )
     header = f"{'target':<18} {'route':<5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
-    print(f"{header} {'cpu ms/req':>10} {'ratio':>6}")
+    print(f"{header} {'p99/p50':>7} {'cpu ms/req':>10} {'ratio':>6}")
     for target in targets:
         for route, results in target.results.items():
-            ratios = [
-                r["rps"] / b["rps"] for r, b in zip(results, baseline.results[route], strict=True)
-            ]
+            ratio = math.nan
+            if baseline is not None:
+                ratio = statistics.median(
+                    r["rps"] / b["rps"]
+                    for r, b in zip(results, baseline.results[route], strict=True)
+                )
             print(
                 f"{target.name:<18} {route:<5}"
                 f" {statistics.median(r['rps'] for r in results):>8.0f}"
                 f" {statistics.median(r['p50'] for r in results):>7.1f}"
                 f" {statistics.median(r['p99'] for r in results):>7.1f}"
+                f" {statistics.median(r['p99'] / r['p50'] for r in results):>7.1f}"
                 f" {statistics.median(r['cpu_ms'] for r in results):>10.2f}"
-                f" {statistics.median(ratios):>6.2f}"
+                f" {ratio:>6.2f}"
             )
-    by_name = {t.name: t for t in targets}
-    print("\npooler-safe cost (req/s of pooler-safe / default, median of per-run ratios):")
-    for style in ("async", "sync"):
-        default, safe = by_name[style], by_name[f"{style} pooler-safe"]
+    pairs = [
+        (f"{style} pooler-safe", style, "pooler-safe cost (req/s of pooler-safe / default")
+        for style in ("async", "sync")
+    ]
+    pairs.append(("async", "async no pre-ping", "pre-ping cost (req/s with pre-ping / without"))
+    for numerator, denominator, title in pairs:
+        if numerator not in by_name or denominator not in by_name:
+            continue
+        print(f"{title}, median of per-run ratios): {numerator}")
         for route in ROUTES:
             ratios = [
-                s["rps"] / d["rps"]
-                for s, d in zip(safe.results[route], default.results[route], strict=True)
+                n["rps"] / d["rps"]
+                for n, d in zip(
+                    by_name[numerator].results[route],
+                    by_name[denominator].results[route],
+                    strict=True,
+                )
             ]
-            print(f"  {style:<5} {route:<4} {statistics.median(ratios):.2f}")
-    print("pre-ping cost (req/s of async with pre-ping / without):")
-    for route in ROUTES:
-        ratios = [
-            d["rps"] / n["rps"]
-            for d, n in zip(
-                by_name["async"].results[route],
-                by_name["async no pre-ping"].results[route],
-                strict=True,
-            )
-        ]
-        print(f"  async {route:<4} {statistics.median(ratios):.2f}")
-    if "async before" in by_name:
+            print(f"  {route:<4} {statistics.median(ratios):.2f}")
+    if "async before" in by_name and "async" in by_name:
         print("cost of this checkout over --before (cpu ms/req of async / async before):")
         for route in ROUTES:
             ratios = [

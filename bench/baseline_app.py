@@ -18,7 +18,7 @@ import asyncpg
 from fastapi import FastAPI, HTTPException
 
 COLUMNS = "id, title, description, completed, created_at, updated_at"
-LIST = f"SELECT {COLUMNS} FROM todo ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2"
+LIST = f"SELECT {COLUMNS} FROM todo ORDER BY id DESC LIMIT $1 OFFSET $2"
 ONE = f"SELECT {COLUMNS} FROM todo WHERE id = $1"
 INSERT = (
     "INSERT INTO todo (id, title, description, completed, created_at, updated_at)"
