@@ -52,6 +52,16 @@ def test_every_page_is_in_the_nav() -> None:
     assert sorted(listed - pages) == [], "nav entries without a page"
 
 
+def test_the_home_page_leads_to_every_page_in_the_nav() -> None:
+    config = yaml.safe_load((REPO_ROOT / "mkdocs.yml").read_text())
+    pages = set(nav_pages(config["nav"])) - {"index.md"}
+    index = (DOCS / "index.md").read_text()
+    where_to_go = index.split("\n## Where to go\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^- \[[^]]+\]\(([^)#]+)\)", where_to_go, re.MULTILINE))
+    assert sorted(pages - listed) == [], "add these pages to docs/index.md's Where to go"
+    assert sorted(listed - pages) == [], "Where to go links pages missing from the nav"
+
+
 def test_readme_links_exist() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     targets = re.findall(r"\]\((?!https?://|#)([^)#]+)", readme)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, RenderVariant
 from copier.errors import DirtyLocalWarning
+from lint_workflows import actionlint
 from template_history import questions
 from variants import VARIANTS, answers
 
@@ -23,6 +24,8 @@ EXPECTED_FILES = [
     "README.md",
     ".env.example",
     ".gitignore",
+    ".github/workflows/ci.yml",
+    ".github/workflows/neon-branch.yml",
     "app/__init__.py",
     "app/main.py",
     "app/config.py",
@@ -128,6 +131,11 @@ def test_alembic_files_follow_the_option(project: Path, variant: str) -> None:
     assert present == (ALEMBIC_FILES if answers(variant).get("use_alembic") else [])
     if not answers(variant).get("use_alembic"):
         assert "alembic" not in (project / "pyproject.toml").read_text()
+
+
+def test_workflows_pass_actionlint(project: Path) -> None:
+    result = actionlint(*sorted((project / ".github" / "workflows").glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_no_jinja_residue(project: Path) -> None:
@@ -261,3 +269,55 @@ def test_a_long_name_gets_a_valid_default_slug(tmp_path: Path) -> None:
     ]
     assert slug == "n-code-orders-invoices-api-for-the-eastern-region-warehous"
     assert len(slug) == 58
+
+
+# Questionary shows Copier's help after its prompt mark (🎤, two columns) and a space.
+PROMPT_MARK_COLUMNS = 3
+
+
+def test_every_help_fits_one_80_column_line() -> None:
+    # A longer help is cut at the terminal's edge; details belong in docs/options.md.
+    helps = {name: str(spec["help"]) for name, spec in questions().items() if "help" in spec}
+    assert helps
+    too_long = {
+        name: text
+        for name, text in helps.items()
+        if "\n" in text or PROMPT_MARK_COLUMNS + len(text) > 80
+    }
+    assert too_long == {}
+
+
+@pytest.mark.parametrize("variant", ["async-uuid", "sync-int-noauth"])
+def test_the_after_copy_message_names_the_next_commands(
+    variant: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with warnings.catch_warnings():
+        # Copier warns when it renders uncommitted changes: those are under test.
+        warnings.simplefilter("ignore", DirtyLocalWarning)
+        copier.run_copy(
+            str(REPO_ROOT),
+            tmp_path / "project",
+            data=answers(variant),
+            defaults=True,
+            unsafe=False,
+            vcs_ref="HEAD",
+            quiet=False,
+        )
+    message = capsys.readouterr().err
+    assert "uv run fastapi dev" in message
+    # Without a token every todo route is a 401: the message says where one comes from.
+    dev_auth = "uv run python -m scripts.dev_auth" in message
+    assert dev_auth == answers(variant)["use_better_auth"]
+
+
+def test_the_readme_opens_with_one_description(project: Path) -> None:
+    # The title, the description typed at `copier copy`, then what the template adds: that
+    # paragraph must not say the description again in other words.
+    title, description, *rest = (
+        (project / "README.md").read_text().split("\n## ", 1)[0].strip().split("\n\n")
+    )
+    assert title.startswith("# ")
+    words = set(re.findall(r"\w+", description.lower()))
+    for paragraph in rest:
+        shared = words & set(re.findall(r"\w+", paragraph.lower()))
+        assert len(shared) <= len(words) / 2, paragraph

