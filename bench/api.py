@@ -86,16 +86,19 @@ class Target:
 
 
 class Server:
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, log_dir: Path | None = None) -> None:
         self.target = target
         self.port = free_port()
         uvicorn = target.venv / "bin" / "uvicorn"
         args = [str(uvicorn), target.app, "--port", str(self.port), "--host", "127.0.0.1"]
         args += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+        # The apps' log lines (one access line per request) go to a file, as in production.
+        self.log = open(log_dir / "server.log", "ab") if log_dir else None  # noqa: SIM115
         self.process = subprocess.Popen(
-            args, cwd=target.cwd, env={**env, **target.env}, stdin=subprocess.DEVNULL
-        )
+            args, cwd=target.cwd, env={**env, **target.env}, stdin=subprocess.DEVNULL,
+            stderr=self.log,
+        )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -118,6 +121,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.log:
+            self.log.close()
 
 
 def to_ms(value: str) -> float:
@@ -178,6 +183,11 @@ def main() -> None:
     parser.add_argument(
         "--template", type=Path, default=ROOT, help="checkout to render (default: this one)"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also serve the async variant of this checkout ('async before') in every run",
+    )
     args = parser.parse_args()
 
     wrk = ensure_wrk()
@@ -206,6 +216,10 @@ def main() -> None:
             app("sync pooler-safe", "sync", safe_env),
             app("async no pre-ping", "async", {**app_env, "DATABASE_POOL_PRE_PING": "false"}),
         ]  # fmt: skip
+        if args.before:
+            before = render("async", Path(tmp) / "before", args.before)
+            targets.insert(2, Target("async before", before, before / ".venv", "app.main:app",
+                                     app_env))  # fmt: skip
         # The first app start creates the table; then the same rows serve every target.
         server = Server(targets[1])
         todo_id = seed(server)
@@ -214,7 +228,7 @@ def main() -> None:
 
         for run in range(1, args.runs + 1):
             for target in targets:
-                server = Server(target)
+                server = Server(target, Path(tmp))
                 try:
                     for route, path in paths.items():
                         run_wrk(wrk, server.url(path), args.warmup, args.connections)
@@ -280,6 +294,18 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             )
         ]
         print(f"  async {route:<4} {statistics.median(ratios):.2f}")
+    if "async before" in by_name:
+        print("cost of this checkout over --before (cpu ms/req of async / async before):")
+        for route in ROUTES:
+            ratios = [
+                a["cpu_ms"] / b["cpu_ms"]
+                for a, b in zip(
+                    by_name["async"].results[route],
+                    by_name["async before"].results[route],
+                    strict=True,
+                )
+            ]
+            print(f"  async {route:<4} {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":

@@ -371,13 +371,37 @@ def _wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes]) 
     return False
 
 
+def find_pgbouncer() -> str | None:
+    """PGBOUNCER_BIN when set (a newer build, say), else the installed one."""
+    if executable := os.environ.get("PGBOUNCER_BIN"):
+        return executable
+    executable = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    return executable if Path(executable).is_file() else None
+
+
+def pgbouncer_version(executable: str) -> tuple[int, ...]:
+    """(1, 18, 0) from "PgBouncer 1.18.0"; () when it does not say."""
+    result = subprocess.run(
+        [executable, "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
+    found = re.search(r"PgBouncer (\d+)\.(\d+)(?:\.(\d+))?", result.stdout)
+    return tuple(int(part) for part in found.groups() if part) if found else ()
+
+
+# The first PgBouncer that tracks protocol-level named prepared statements.
+TRACKING_PGBOUNCER = (1, 21)
+
+
 class PgBouncer:
-    """Debian's PgBouncer on a loopback port, in front of one PostgreSQL server.
+    """PgBouncer on a loopback port, in front of one PostgreSQL server.
 
     Clients must use TLS and SCRAM (`users` maps names to passwords); PgBouncer reaches the
-    server over TLS too. Transaction pooling by default, as Neon's pooler, but this PgBouncer
-    (1.18 on Debian 12) keeps no prepared statements across transactions. Like postgres, it
-    refuses to run as root: it runs as the postgres user then.
+    server over TLS too. Transaction pooling by default, as Neon's pooler. With
+    `max_prepared_statements` (1.21 and newer) it tracks protocol-level prepared statements,
+    as Neon's does; at 0, or on Debian 12's 1.18, it keeps none across transactions.
+    `admin_user` may read `SHOW STATS`. Without a certificate (the benchmarks) it speaks
+    plain TCP on both sides and trusts the user names listed. Like postgres, it refuses to
+    run as root: it runs as the postgres user then.
     """
 
     def __init__(
@@ -385,15 +409,25 @@ class PgBouncer:
         *,
         server_port: int,
         users: Mapping[str, str],
-        tls_cert: bytes,
-        tls_key: bytes,
+        tls_cert: bytes | None,
+        tls_key: bytes | None,
         pool_mode: str = "transaction",
         pool_size: int = 20,
+        max_prepared_statements: int = 0,
+        admin_user: str | None = None,
     ) -> None:
-        executable = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-        if not Path(executable).is_file():
+        executable = find_pgbouncer()
+        if executable is None:
             raise PostgresUnavailable("pgbouncer not found (Debian: apt-get install pgbouncer)")
         self.executable = executable
+        self.version = pgbouncer_version(executable)
+        if max_prepared_statements and self.version < TRACKING_PGBOUNCER:
+            raise PostgresUnavailable(
+                f"PgBouncer {'.'.join(map(str, self.version))} ({executable}) cannot track "
+                "prepared statements (1.21 or newer can); PGBOUNCER_BIN names another"
+            )
+        self.max_prepared_statements = max_prepared_statements
+        self.admin_user = admin_user
         self.server_port = server_port
         self.users = dict(users)
         self.tls_cert, self.tls_key = tls_cert, tls_key
@@ -404,6 +438,13 @@ class PgBouncer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def _config(self, root: Path, port: int) -> str:
+        tls = [
+            "auth_type = scram-sha-256",
+            "client_tls_sslmode = require",
+            f"client_tls_cert_file = {root / 'server.crt'}",
+            f"client_tls_key_file = {root / 'server.key'}",
+            "server_tls_sslmode = require",
+        ]
         return "\n".join(
             [
                 "[databases]",
@@ -412,19 +453,23 @@ class PgBouncer:
                 "listen_addr = 127.0.0.1",
                 f"listen_port = {port}",
                 "unix_socket_dir =",
-                "auth_type = scram-sha-256",
                 f"auth_file = {root / 'userlist.txt'}",
                 f"pool_mode = {self.pool_mode}",
                 f"default_pool_size = {self.pool_size}",
                 "max_client_conn = 1000",
-                "client_tls_sslmode = require",
-                f"client_tls_cert_file = {root / 'server.crt'}",
-                f"client_tls_key_file = {root / 'server.key'}",
-                "server_tls_sslmode = require",
+                *(tls if self.tls_cert is not None else ["auth_type = trust"]),
                 f"logfile = {root / 'pgbouncer.log'}",
+                *self._version_lines(),
                 "",
             ]
         )
+
+    def _version_lines(self) -> list[str]:
+        lines = [f"admin_users = {self.admin_user}"] if self.admin_user else []
+        if self.version >= TRACKING_PGBOUNCER:
+            # Said even when 0: newer releases track 200 statements unless told otherwise.
+            lines.append(f"max_prepared_statements = {self.max_prepared_statements}")
+        return lines
 
     def start(self, port: int | None = None) -> None:
         """Start listening; on `port` to come back where clients expect it after a stop."""
@@ -435,8 +480,9 @@ class PgBouncer:
             atexit.register(self.close)
             if os.geteuid() == 0:
                 shutil.chown(self.root, user="postgres", group="postgres")
-            _write_private(self.root / "server.crt", self.tls_cert)
-            _write_private(self.root / "server.key", self.tls_key)
+            if self.tls_cert is not None and self.tls_key is not None:
+                _write_private(self.root / "server.crt", self.tls_cert)
+                _write_private(self.root / "server.key", self.tls_key)
             users = "".join(f'"{name}" "{password}"\n' for name, password in self.users.items())
             _write_private(self.root / "userlist.txt", users.encode())
         for _attempt in range(1 if port else 3):

@@ -1,5 +1,8 @@
 """A real Better Auth server (Node, tests/better_auth_server/) and a small HTTP client for it.
 
+tests/better_auth_neon_server/ holds a second one: Better Auth 1.4.18 set up as Neon Auth
+runs it (schema neon_auth, routes under /neondb/auth), with its own lock file.
+
 `install()` runs `npm ci` once per lock file into a cache directory outside the repository,
 keyed by the hash of package.json, package-lock.json and server.mjs: a rerun reuses it at
 once, an edit to any of the three installs afresh. `BetterAuthServer` starts the server on a
@@ -27,6 +30,8 @@ from typing import Any
 from postgres import free_port
 
 SOURCE = Path(__file__).resolve().parent / "better_auth_server"
+NEON_SOURCE = Path(__file__).resolve().parent / "better_auth_neon_server"
+NEON_BASE_PATH = "/neondb/auth"
 SOURCE_FILES = ("package.json", "package-lock.json", "server.mjs")
 MIN_NODE = 20
 INSTALL_TIMEOUT = 300
@@ -67,11 +72,11 @@ def find_node() -> tuple[str, str]:
     return node, npm
 
 
-def install(npm: str) -> Path:
+def install(npm: str, source: Path = SOURCE) -> Path:
     """The server's directory with its node_modules, installed by `npm ci` when not cached."""
     digest = hashlib.sha256()
     for name in SOURCE_FILES:
-        digest.update(name.encode() + b"\0" + (SOURCE / name).read_bytes() + b"\0")
+        digest.update(name.encode() + b"\0" + (source / name).read_bytes() + b"\0")
     root = cache_root()
     target = root / f"better-auth-server-{digest.hexdigest()[:16]}"
     if (target / "node_modules" / ".package-lock.json").is_file():
@@ -82,7 +87,7 @@ def install(npm: str) -> Path:
     staging = Path(tempfile.mkdtemp(prefix="better-auth-server-", dir=root))
     try:
         for name in SOURCE_FILES:
-            shutil.copy2(SOURCE / name, staging / name)
+            shutil.copy2(source / name, staging / name)
         result = subprocess.run(
             [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
             cwd=staging,
@@ -172,8 +177,13 @@ class BetterAuthServer:
         jwks_path: str | None = None,
         rotation_seconds: float | None = None,
         grace_seconds: float | None = None,
+        base_path: str = "/api/auth",
+        secret: str | None = None,
     ) -> None:
         self.directory = directory
+        self.base_path = base_path
+        # Two servers given one secret can read each other's keys (a Neon branch's copy).
+        self.secret = secret or secrets.token_urlsafe(32)
         self.node = node
         settings = {
             "DATABASE_URL": database_url,
@@ -196,7 +206,7 @@ class BetterAuthServer:
 
     @property
     def jwks_url(self) -> str:
-        return f"{self.url}/api/auth{self.jwks_path}"
+        return f"{self.url}{self.base_path}{self.jwks_path}"
 
     def output(self) -> str:
         return _tail(self.log.read_text(errors="replace"), 60)
@@ -206,7 +216,7 @@ class BetterAuthServer:
             # PATH only: a developer's NODE_OPTIONS or PG* variables must not change the server.
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
-            "BETTER_AUTH_SECRET": secrets.token_urlsafe(32),
+            "BETTER_AUTH_SECRET": self.secret,
             **self.settings,
         }
         for _attempt in range(3):
@@ -267,7 +277,7 @@ class BetterAuthServer:
         headers = {"Origin": self.url}
         if cookie:
             headers["Cookie"] = cookie
-        return request(self.port, method, f"/api/auth{path}", body=body, headers=headers)
+        return request(self.port, method, f"{self.base_path}{path}", body=body, headers=headers)
 
     def sign_up(self, name: str) -> Account:
         email = f"{name.lower()}-{secrets.token_hex(4)}@example.com"
@@ -275,7 +285,14 @@ class BetterAuthServer:
         response = self.call(
             "POST", "/sign-up/email", body={"email": email, "password": password, "name": name}
         )
-        body = response.expect(200, f"sign-up of {name}")
+        return self._account(response, email, password, f"sign-up of {name}")
+
+    def sign_in(self, email: str, password: str) -> Account:
+        response = self.call("POST", "/sign-in/email", body={"email": email, "password": password})
+        return self._account(response, email, password, f"sign-in of {email}")
+
+    def _account(self, response: Response, email: str, password: str, what: str) -> Account:
+        body = response.expect(200, what)
         cookies = [
             value.split(";", 1)[0]
             for key, value in response.headers.items()
@@ -283,7 +300,7 @@ class BetterAuthServer:
         ]
         session = [c for c in cookies if c.startswith("better-auth.session_token=")]
         if not session:
-            raise AssertionError(f"sign-up of {name} set no session cookie: {cookies}")
+            raise AssertionError(f"{what} set no session cookie: {cookies}")
         return Account(email, password, body["user"], session[0])
 
     def token(self, account: Account) -> str:
@@ -303,9 +320,9 @@ class BetterAuthServer:
 
     def jwks(self) -> dict[str, Any]:
         assert self.port is not None
-        body: dict[str, Any] = request(self.port, "GET", f"/api/auth{self.jwks_path}").expect(
-            200, f"GET {self.jwks_path}"
-        )
+        body: dict[str, Any] = request(
+            self.port, "GET", f"{self.base_path}{self.jwks_path}"
+        ).expect(200, f"GET {self.jwks_path}")
         return body
 
     def delete_user(self, account: Account) -> None:

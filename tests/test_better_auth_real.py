@@ -6,6 +6,10 @@ pinned by tests/better_auth_server/package-lock.json: users sign up through its 
 its own migrator creates its tables, and the rendered app runs under uvicorn on the same
 PostgreSQL database (shared-database variants) after its Alembic migrations.
 
+The `neon` variants (better_auth_host=neon) run against Better Auth 1.4.18 set up as Neon
+Auth runs it (tests/better_auth_neon_server/): tables in the neon_auth schema, routes under
+/neondb/auth, keys at /neondb/auth/.well-known/jwks.json, iss = aud = the origin.
+
 Each variant renders and installs once (one xdist group); the tests of Better Auth's own
 options (algorithm, JWKS path, key rotation, issuer) run on one of them, each against a
 Better Auth of its own on a fresh database.
@@ -25,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import app_server
 import pytest
@@ -32,6 +37,8 @@ import test_variants as variant_checks
 from conftest import RenderVariant
 from postgres import DatabaseServer, find_bindir, find_psql
 from real_better_auth import (
+    NEON_BASE_PATH,
+    NEON_SOURCE,
     Account,
     BetterAuthServer,
     NodeUnavailable,
@@ -44,8 +51,30 @@ from variants import answers
 
 pytestmark = pytest.mark.better_auth
 
-# Every better_auth_id_type, shared database on and off, both session styles; Alembic on.
-VARIANTS = ["async-uuid", "async-int-ba-uuid", "sync-uuid-ba-serial", "sync-int-ba-separate-db"]
+# Every better_auth_id_type, shared database on and off, both session styles, both hosts;
+# Alembic on.
+VARIANTS = [
+    "async-uuid",
+    "async-int-ba-uuid",
+    "sync-uuid-ba-serial",
+    "sync-int-ba-separate-db",
+    "async-uuid-neon",
+    "sync-int-neon",
+]
+# The preview-branch test runs on this one.
+NEON_VARIANT = "sync-int-neon"
+NEON_JWKS_PATH = "/.well-known/jwks.json"
+# Neon Auth's tables: Better Auth's, the admin plugin's columns, the organization plugin's.
+NEON_AUTH_TABLES = {
+    "user",
+    "session",
+    "account",
+    "verification",
+    "jwks",
+    "organization",
+    "member",
+    "invitation",
+}
 # Better Auth's own options are checked on this one: a separate database lets each test give
 # Better Auth a fresh database of its own while the app keeps one.
 OPTIONS_VARIANT = "sync-int-ba-separate-db"
@@ -64,6 +93,12 @@ def group(name: str) -> pytest.MarkDecorator:
 class NodeServer:
     node: str
     directory: Path
+    # Better Auth 1.4.18 as Neon Auth runs it.
+    neon_directory: Path
+
+
+def is_neon(variant: str) -> bool:
+    return answers(variant).get("better_auth_host") == "neon"
 
 
 @pytest.fixture(scope="session")
@@ -75,13 +110,22 @@ def better_auth_install() -> NodeServer:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and the real Better Auth tests cannot run: {exc}")
         pytest.skip(f"real Better Auth server unavailable: {exc}")
-    return NodeServer(node, install(npm))
+    return NodeServer(node, install(npm), install(npm, NEON_SOURCE))
 
 
 def better_auth(
     server: NodeServer, database_url: str, variant: str, **options: Any
 ) -> BetterAuthServer:
     """A Better Auth whose generateId matches the variant's better_auth_id_type."""
+    if is_neon(variant):
+        return BetterAuthServer(
+            server.neon_directory,
+            server.node,
+            database_url,
+            jwks_path=NEON_JWKS_PATH,
+            base_path=NEON_BASE_PATH,
+            **options,
+        )
     id_type = answers(variant).get("better_auth_id_type", "text")
     return BetterAuthServer(
         server.directory,
@@ -104,6 +148,14 @@ class Project:
     @property
     def shared_db(self) -> bool:
         return bool(answers(self.name).get("better_auth_shared_db", True))
+
+    @property
+    def neon(self) -> bool:
+        return is_neon(self.name)
+
+    @property
+    def users_table(self) -> str:
+        return 'neon_auth."user"' if self.neon else '"user"'
 
     def alembic(self, database_url: str, *args: str) -> variant_checks.Result:
         alembic = str(self.path / ".venv" / "bin" / "alembic")
@@ -174,6 +226,9 @@ def serving(project: Project, env: dict[str, str]) -> Iterator[App]:
 
 
 def app_env(database_url: str, auth: BetterAuthServer, **extra: str) -> dict[str, str]:
+    if auth.base_path == NEON_BASE_PATH:
+        # What Neon injects: the base URL alone; keys, issuer and audience follow from it.
+        return {"DATABASE_URL": database_url, "NEON_AUTH_BASE_URL": auth.url + NEON_BASE_PATH}
     return {"DATABASE_URL": database_url, "BETTER_AUTH_URL": auth.url, **extra}
 
 
@@ -191,6 +246,35 @@ def query(database_url: str, sql: str) -> str:
     )
     assert result.returncode == 0, f"psql failed on {sql!r}:\n{result.stderr}"
     return result.stdout.strip()
+
+
+def neon_auth_checksum(database_url: str) -> dict[str, str]:
+    """A digest of every neon_auth table's definition and rows, by table."""
+    tables = query(
+        database_url,
+        "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables "
+        "WHERE schemaname = 'neon_auth'",
+    ).split(",")
+    digests = {}
+    for table in tables:
+        definition = query(
+            database_url,
+            "SELECT md5(string_agg(d, E'\\n' ORDER BY d)) FROM ("
+            "SELECT format('%s %s %s %s', column_name, data_type, is_nullable, column_default) d "
+            "FROM information_schema.columns "
+            f"WHERE table_schema = 'neon_auth' AND table_name = '{table}' "
+            "UNION ALL SELECT conname || pg_get_constraintdef(oid) FROM pg_constraint "
+            f"WHERE conrelid = 'neon_auth.\"{table}\"'::regclass "
+            "UNION ALL SELECT indexdef FROM pg_indexes "
+            f"WHERE schemaname = 'neon_auth' AND tablename = '{table}') s",
+        )
+        rows = query(
+            database_url,
+            f"SELECT count(*) || md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
+            f'FROM neon_auth."{table}" t',
+        )
+        digests[table] = f"{definition} {rows}"
+    return digests
 
 
 def sql_literal(value: str) -> str:
@@ -217,6 +301,9 @@ class Stack:
     app: App
     database_url: str  # the app's
     auth_database_url: str  # Better Auth's: the same one with a shared database
+    # neon_auth's tables and rows before and after the app's migrations (neon variants).
+    neon_auth_before: dict[str, str]
+    neon_auth_after: dict[str, str]
 
 
 @pytest.fixture(
@@ -235,21 +322,33 @@ def stack(
     app_url = auth_url if project.shared_db else postgres.create_database(f"app_{slug}")
     # Better Auth's migrator first: with a shared database, todo.owner_id references "user".
     with better_auth(better_auth_install, auth_url, project.name) as auth:
+        before: dict[str, str] = {}
+        if project.neon:
+            # Rows in user, account, session and jwks before the app's migrations run.
+            auth.token(auth.sign_up("Early"))
+            before = neon_auth_checksum(auth_url)
         project.migrate(app_url)
+        after = neon_auth_checksum(auth_url) if project.neon else {}
         with serving(project, app_env(app_url, auth)) as app:
-            yield Stack(project, auth, app, app_url, auth_url)
+            yield Stack(project, auth, app, app_url, auth_url, before, after)
 
 
 def test_migrations_on_better_auths_tables_leave_alembic_check_clean(stack: Stack) -> None:
     result = stack.project.alembic(stack.database_url, "check")
     if result.returncode != 0 or "No new upgrade operations detected" not in result.output:
         variant_checks.fail(f"alembic check is not clean on {stack.project.name}", result)
+    schema = "neon_auth" if stack.project.neon else "public"
     tables = query(
         stack.auth_database_url,
         "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables "
-        "WHERE schemaname = 'public'",
+        f"WHERE schemaname = '{schema}'",
     ).split(",")
     assert {"user", "session", "account", "verification", "jwks"} <= set(tables)
+    if stack.project.neon:
+        assert set(tables) == NEON_AUTH_TABLES
+        # The app's migrations left every neon_auth table, and every row in it, as it was.
+        assert stack.neon_auth_before == stack.neon_auth_after
+        assert set(stack.neon_auth_after) == NEON_AUTH_TABLES
     if stack.project.shared_db:
         # The foreign key Alembic created points at the table Better Auth created.
         target = query(
@@ -257,7 +356,7 @@ def test_migrations_on_better_auths_tables_leave_alembic_check_clean(stack: Stac
             "SELECT confrelid::regclass::text FROM pg_constraint "
             "WHERE conrelid = 'todo'::regclass AND contype = 'f'",
         )
-        assert target == '"user"'
+        assert target == stack.project.users_table
 
 
 def test_each_user_sees_only_their_own_todos(stack: Stack) -> None:
@@ -339,7 +438,7 @@ def test_deleting_a_user_in_better_auth(stack: Stack) -> None:
     auth.delete_user(dave)
     users = query(
         stack.auth_database_url,
-        f'SELECT count(*) FROM "user" WHERE id::text = {sql_literal(dave.id)}',
+        f"SELECT count(*) FROM {stack.project.users_table} WHERE id::text = {sql_literal(dave.id)}",
     )
     assert users == "0"
     assert todos_of(erin) == 1
@@ -514,3 +613,51 @@ def test_key_rotation_without_restarting_the_app(
             # have passed since.
             time.sleep(0.6)
             app.expect(200, "GET", "/api/todos", auth.token(account))
+
+
+# --- Neon Auth on branches ----------------------------------------------------------------
+
+
+@group(NEON_VARIANT)
+def test_a_branch_without_neon_auth_gets_one_clear_error(
+    installed: Callable[[str], Project], postgres: DatabaseServer
+) -> None:
+    project = installed(NEON_VARIANT)
+    result = project.alembic(postgres.create_database("app_no_neon_auth"), "upgrade", "head")
+    assert result.returncode != 0, result.output
+    assert "enable Neon Auth on this branch" in result.output
+    assert "Traceback" not in result.output
+
+
+@group(NEON_VARIANT)
+def test_a_preview_branchs_token_is_refused_by_production(
+    installed: Callable[[str], Project],
+    postgres: DatabaseServer,
+    better_auth_install: NodeServer,
+) -> None:
+    """A Neon branch copies the users and the signing keys: only `iss` tells them apart."""
+    project = installed(NEON_VARIANT)
+    production = postgres.create_database("neon_production")
+    secret = "one-secret-for-both-branches-" + "x" * 16
+    with better_auth(better_auth_install, production, project.name, secret=secret) as auth:
+        account = auth.sign_up("Judy")
+        production_kid = jose_header(auth.token(account))["kid"]
+    project.migrate(production)
+    # What Neon's branching does: a copy of the database, auth schema, users and keys included.
+    preview = postgres.create_database("neon_preview")
+    names = [urlsplit(url).path.lstrip("/") for url in (production, preview)]
+    scratch = postgres.create_database("neon_scratch")
+    query(scratch, f"DROP DATABASE {names[1]}")
+    query(scratch, f"CREATE DATABASE {names[1]} TEMPLATE {names[0]}")
+    with (
+        better_auth(better_auth_install, production, project.name, secret=secret) as auth,
+        better_auth(better_auth_install, preview, project.name, secret=secret) as branch,
+        serving(project, app_env(production, auth)) as app,
+    ):
+        token = branch.token(branch.sign_in(account.email, account.password))
+        # Same user, same key: the signature checks out against production's keys.
+        assert jose_header(token)["kid"] == production_kid
+        body = app.expect(401, "POST", "/api/todos", token, {"title": "from the preview"})
+        assert body["detail"] == "Token was issued by another issuer"
+        production_token = auth.token(auth.sign_in(account.email, account.password))
+        app.expect(201, "POST", "/api/todos", production_token, {"title": "from production"})

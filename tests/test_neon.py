@@ -4,7 +4,10 @@ For each session style the rendered project is served by uvicorn from its own ve
 loaded by 50 concurrent clients: through the transaction-mode pooler (before and after an
 app restart that leaves the pooler's server connections in place), through the direct URL
 with `channel_binding=require`, and across a pooler outage, where readiness must answer 503
-and then recover without a restart.
+and then recover without a restart. Through a pooler that tracks prepared statements, as
+Neon's does (PgBouncer 1.21+; PGBOUNCER_BIN names one when the installed one is older), the
+app keeps its statement cache: one round trip per route, counted by the pooler itself. A
+migration that changes a column's type under warm statement caches fails no request.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,8 +28,8 @@ import app_server
 import pytest
 import test_variants as variant_checks
 from conftest import RenderVariant
-from neon_support import NeonEmulation, start_neon_emulation
-from postgres import PostgresUnavailable
+from neon_support import NeonEmulation, RoundTripCounter, start_neon_emulation
+from postgres import PgBouncer, PostgresUnavailable
 
 pytestmark = pytest.mark.neon
 
@@ -95,6 +98,15 @@ class AppServer(app_server.AppServer):
         if data and response.getheader("Content-Type", "").startswith("application/json"):
             return response.status, json.loads(data)
         return response.status, data.decode(errors="replace")
+
+    def request_json(self, method: str, path: str, body: Any, status: int) -> Any:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            got, data = self.request(conn, method, path, body)
+        finally:
+            conn.close()
+        assert got == status, f"{method} {path}: {got} {data}"
+        return data
 
     def get(self, path: str) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
@@ -174,23 +186,39 @@ def _database(neon: NeonEmulation, project: Project, name: str) -> str:
 
 def test_pooled_url_under_load_and_after_a_restart(project: Project, neon: NeonEmulation) -> None:
     database = _database(neon, project, "pooled")
-    env = {
-        "DATABASE_URL": neon.pooled_url(database),
-        "DATABASE_URL_UNPOOLED": neon.direct_url(database),
-        # Neon's "-pooler" host name would switch this on; a loopback address cannot.
-        "DATABASE_TRANSACTION_POOLING": "true",
-    }
-    with serving(project, env) as server:
-        load(server)
-    # PgBouncer keeps its server connections, with whatever the first app left on them.
-    with serving(project, env) as server:
-        load(server)
+    assert neon.pooler.port is not None
+    with RoundTripCounter(neon.pooler.port) as counter:
+        env = {
+            "DATABASE_URL": counter.via(neon.pooled_url(database)),
+            "DATABASE_URL_UNPOOLED": neon.direct_url(database),
+            # This pooler cannot keep prepared statements: pooler-safe mode.
+            "DATABASE_TRANSACTION_POOLING": "true",
+        }
+        with serving(project, env) as server:
+            load(server)
+            counted = round_trips(per_route(server, counter))
+        # PgBouncer keeps its server connections, with whatever the first app left on them.
+        with serving(project, env) as server:
+            load(server)
+
+    # psycopg sends an unnamed statement and its execution at once; asyncpg without its
+    # cache waits for the statement's description before it executes it.
+    expected = 1.0 if project.style == "sync" else 2.0
+    assert counted == dict.fromkeys(ROUTES, expected)
 
 
 def test_direct_url_with_channel_binding_under_load(project: Project, neon: NeonEmulation) -> None:
     database = _database(neon, project, "direct")
-    with serving(project, {"DATABASE_URL": neon.direct_url(database)}) as server:
+    assert neon.cluster.port is not None
+    with (
+        RoundTripCounter(neon.cluster.port) as counter,
+        serving(project, {"DATABASE_URL": counter.via(neon.direct_url(database))}) as server,
+    ):
         load(server)
+        counted = round_trips(per_route(server, counter))
+
+    # The drivers' statement caches: one round trip per route in both styles.
+    assert counted == dict.fromkeys(ROUTES, 1.0)
 
 
 def _ready_status(server: AppServer, want: int, within: float) -> tuple[int, float]:
@@ -234,6 +262,171 @@ def test_pgbouncer_true_in_the_url_is_enough(project: Project, neon: NeonEmulati
         load(server)
     with serving(project, env) as server:
         load(server)
+
+
+API = "/api/todos"
+# Requests per route before counting (psycopg prepares a statement at its 5th execution),
+# and counted.
+WARM = 6
+COUNTED = 4
+ROUTES = (
+    "GET /todos",
+    "GET /todos/{id}",
+    "POST /todos",
+    "PATCH /todos/{id}",
+    "POST /todos/{id}/toggle",
+    "DELETE /todos/{id}",
+)
+
+
+def per_route(
+    server: AppServer,
+    counter: RoundTripCounter,
+    stats: Callable[[], dict[str, int]] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Per request of each route, one keep-alive client at a time: the app's round trips to
+    the database (`counter` stands between them) and, from a tracking pooler's `stats`,
+    executions of named prepared statements ("bind") and statements prepared ("parse")."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+
+    def send(method: str, path: str, body: Any, status: int) -> Any:
+        got, data = server.request(conn, method, path, body)
+        assert got == status, f"{method} {path}: {got} {data}\n{server.output()}"
+        return data
+
+    def snapshot() -> dict[str, int]:
+        seen = {"round_trips": counter.round_trips}
+        if stats is not None:
+            totals = stats()
+            seen |= {"bind": totals["total_bind_count"]}
+            seen |= {"parse": totals["total_client_parse_count"]}
+        return seen
+
+    total = WARM + COUNTED
+    ids = [send("POST", API, {"title": f"counted {n}"}, 201)["id"] for n in range(2 * total)]
+    first = f"{API}/{ids[0]}"
+    requests: dict[str, Callable[[int], Any]] = {
+        "GET /todos": lambda n: send("GET", f"{API}?limit=20", None, 200),
+        "GET /todos/{id}": lambda n: send("GET", first, None, 200),
+        "POST /todos": lambda n: send("POST", API, {"title": f"more {n}"}, 201),
+        "PATCH /todos/{id}": lambda n: send("PATCH", first, {"description": f"{n}"}, 200),
+        "POST /todos/{id}/toggle": lambda n: send("POST", f"{first}/toggle", None, 200),
+        "DELETE /todos/{id}": lambda n: send("DELETE", f"{API}/{ids[total + n]}", None, 204),
+    }
+    counts: dict[str, dict[str, float]] = {}
+    try:
+        for route in ROUTES:
+            for n in range(WARM):
+                requests[route](n)
+            before = snapshot()
+            for n in range(WARM, total):
+                requests[route](n)
+            after = snapshot()
+            counts[route] = {name: (after[name] - before[name]) / COUNTED for name in after}
+    finally:
+        conn.close()
+    return counts
+
+
+def round_trips(counts: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {route: count["round_trips"] for route, count in counts.items()}
+
+
+@pytest.fixture
+def tracking_pooler(neon: NeonEmulation) -> PgBouncer:
+    try:
+        return neon.tracking_pooler()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"NOT RUN, no PgBouncer that tracks prepared statements: {exc}")
+
+
+def test_a_tracking_pooler_keeps_the_statement_cache(
+    project: Project, neon: NeonEmulation, tracking_pooler: PgBouncer
+) -> None:
+    # Neon's setup: the pooled URL with nothing that asks for pooler-safe mode.
+    database = _database(neon, project, "tracking")
+    assert tracking_pooler.port is not None
+    with RoundTripCounter(tracking_pooler.port) as counter:
+        env = {
+            "DATABASE_URL": counter.via(neon.pooled_url(database, tracking_pooler)),
+            "DATABASE_URL_UNPOOLED": neon.direct_url(database),
+        }
+        with serving(project, env) as server:
+            load(server)
+            counts = per_route(server, counter, lambda: neon.stats(tracking_pooler, database))
+        # The pooler's server connections keep the first process's statements.
+        with serving(project, env) as server:
+            load(server)
+
+    # One round trip, which executes a statement prepared earlier; none prepared again.
+    one = {"round_trips": 1.0, "bind": 1.0, "parse": 0.0}
+    assert counts == dict.fromkeys(ROUTES, one), counts
+
+
+# Clients and rounds of requests before and after the migration; each pooled connection
+# runs each statement more than 5 times first, so psycopg has prepared it too.
+PLAN_CLIENTS = 8
+PLAN_ROUNDS = 8
+PLAN_PATHS = ("direct", "pooler-safe", "tracking-pooler")
+WIDEN_TITLE = "ALTER TABLE todo ALTER COLUMN title TYPE text"
+
+
+def _reading_client(server: AppServer, todo: dict[str, Any], rounds: int) -> list[str]:
+    """List, read and rename one todo `rounds` times; returns every wrong answer."""
+    wrong: list[str] = []
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    item = f"{API}/{todo['id']}"
+    try:
+        for round_ in range(rounds):
+            title = f"{todo['id']} round {round_}"
+            for method, path, body, expected in [
+                ("GET", f"{API}?limit=5", None, None),
+                ("GET", item, None, todo["title"]),
+                ("PATCH", item, {"title": title}, title),
+            ]:
+                status, data = server.request(conn, method, path, body)
+                if status != 200 or (expected is not None and data["title"] != expected):
+                    wrong.append(f"{method} {path}: {status} {str(data)[:300]}")
+            todo["title"] = title
+    except (OSError, http.client.HTTPException) as exc:
+        wrong.append(repr(exc))
+    finally:
+        conn.close()
+    return wrong
+
+
+def _readers(server: AppServer, todos: list[dict[str, Any]], rounds: int) -> list[str]:
+    with ThreadPoolExecutor(max_workers=len(todos)) as pool:
+        results = pool.map(lambda todo: _reading_client(server, todo, rounds), todos)
+        return [item for result in results for item in result]
+
+
+@pytest.mark.parametrize("path", PLAN_PATHS)
+def test_a_migration_that_changes_a_column_type_fails_no_request(
+    project: Project, neon: NeonEmulation, path: str
+) -> None:
+    """Warm statement caches on several pooled connections, then the type of a column they
+    return changes, as a migration does while the old release serves: no request fails."""
+    database = _database(neon, project, f"plans_{path.replace('-', '_')}")
+    env = {"DATABASE_URL": neon.direct_url(database)}
+    if path == "pooler-safe":
+        env = {"DATABASE_URL": neon.pooled_url(database), "DATABASE_TRANSACTION_POOLING": "true"}
+    elif path == "tracking-pooler":
+        try:
+            env = {"DATABASE_URL": neon.pooled_url(database, neon.tracking_pooler())}
+        except PostgresUnavailable as exc:
+            pytest.skip(f"NOT RUN, no PgBouncer that tracks prepared statements: {exc}")
+    with serving(project, env) as server:
+        titles = [{"title": f"client {number}"} for number in range(PLAN_CLIENTS)]
+        todos = [server.request_json("POST", API, body, 201) for body in titles]
+        warm = _readers(server, todos, PLAN_ROUNDS)
+        assert not warm, warm[:5]
+        neon.cluster.execute(WIDEN_TITLE, database)
+        wrong = _readers(server, todos, PLAN_ROUNDS)
+        log = server.output()
+
+    assert not wrong, f"{len(wrong)} wrong answers after the migration, e.g. {wrong[:3]}\n{log}"
+    assert "Traceback" not in log
 
 
 OUTAGE_CLIENTS = 10

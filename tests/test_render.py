@@ -37,6 +37,7 @@ EXPECTED_FILES = [
     "app/routes/health.py",
     "app/routes/todos.py",
     "app/errors.py",
+    "app/stale_plans.py",
     "tests/conftest.py",
     "tests/test_errors.py",
     "tests/test_api_fuzz.py",
@@ -124,6 +125,23 @@ def test_better_auth_files_and_traces_follow_the_option(project: Path, variant: 
                 if AUTH_TRACES.search(line):
                     hits.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
     assert not hits, "Better Auth is off, yet:\n" + "\n".join(hits)
+
+
+def test_neon_auth_follows_the_host(project: Path, variant: str) -> None:
+    neon = answers(variant).get("better_auth_host") == "neon"
+    assert (project / "app/neon_auth.py").is_file() == neon
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    models = (project / "app/models.py").read_text()
+    if neon:
+        # Neon Auth's ids are uuids: the id-type question is not asked, nor recorded.
+        assert "better_auth_id_type" not in recorded
+        assert 'foreign_key="neon_auth.user.id"' in models
+        assert "owner_id: UUID" in models
+        config = (project / "app/config.py").read_text()
+        assert "neon_auth_base_url: str" in config
+        assert "better_auth_url" not in config
+    else:
+        assert "neon_auth" not in models
 
 
 def test_alembic_files_follow_the_option(project: Path, variant: str) -> None:
@@ -224,6 +242,7 @@ BAD_ANSWERS = [
     ),
     pytest.param("session_mode", "threads", "Invalid choice", id="session-mode-choice"),
     pytest.param("better_auth_id_type", "cuid", "Invalid choice", id="better-auth-id-choice"),
+    pytest.param("better_auth_host", "auth0", "Invalid choice", id="better-auth-host-choice"),
 ]
 
 

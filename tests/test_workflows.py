@@ -144,8 +144,11 @@ def test_jobs_fetch_tags_cache_uv_and_use_postgres(ci: dict[str, Any]) -> None:
 def test_template_job_has_node_for_the_real_better_auth_tests(ci: dict[str, Any]) -> None:
     (setup_node,) = steps_using(ci["jobs"]["template"], "actions/setup-node")
     assert int(str(setup_node["with"]["node-version"]).split(".")[0]) >= 20
-    lock = setup_node["with"]["cache-dependency-path"]
-    assert (REPO_ROOT / lock).is_file(), f"{lock} does not exist"
+    locks = setup_node["with"]["cache-dependency-path"].split()
+    # Both servers' locks: Better Auth 1.7 and the 1.4.18 that Neon Auth runs.
+    assert len(locks) == 2
+    for lock in locks:
+        assert (REPO_ROOT / lock).is_file(), f"{lock} does not exist"
 
 
 # ---- The generated project's workflow -------------------------------------------------------

@@ -41,6 +41,12 @@ BETTER_AUTH_VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
+# Neon Auth (Neon's managed Better Auth) as the host: uuid user ids in the neon_auth schema.
+NEON_AUTH_VARIANTS: dict[str, dict[str, Any]] = {
+    "async-uuid-neon": {**MAIN_VARIANTS["async-uuid"], "better_auth_host": "neon"},
+    "sync-int-neon": {**MAIN_VARIANTS["sync-int"], "better_auth_host": "neon"},
+}
+
 # The longest slug copier.yml accepts: with "_test" it is a 63-byte PostgreSQL identifier.
 LONGEST_SLUG = ("a-very-long-service-name-" * 3)[:57] + "z"
 
@@ -71,7 +77,12 @@ TEXT_VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
-VARIANTS: dict[str, dict[str, Any]] = {**MAIN_VARIANTS, **BETTER_AUTH_VARIANTS, **TEXT_VARIANTS}
+VARIANTS: dict[str, dict[str, Any]] = {
+    **MAIN_VARIANTS,
+    **BETTER_AUTH_VARIANTS,
+    **NEON_AUTH_VARIANTS,
+    **TEXT_VARIANTS,
+}
 
 # The variant `uv run pytest -m quick` installs and runs in full: every default answer.
 QUICK_VARIANT = "async-uuid"
