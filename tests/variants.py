@@ -50,11 +50,12 @@ NEON_AUTH_VARIANTS: dict[str, dict[str, Any]] = {
 # The longest slug copier.yml accepts: with "_test" it is a 63-byte PostgreSQL identifier.
 LONGEST_SLUG = ("a-very-long-service-name-" * 3)[:57] + "z"
 
-# Text answers are answers too: two renders hold the nastiest ones the questions accept, so
-# that no answer can leave a project failing its own formatting, lint, types or tests.
-TEXT_VARIANTS: dict[str, dict[str, Any]] = {
-    "async-uuid-text": {
-        **MAIN_VARIANTS["async-uuid"],
+# Text answers are answers too: two main rows also carry the nastiest ones the questions
+# accept, so that no answer can leave a project failing its own formatting, lint, types or
+# tests. They ride on main rows rather than rows of their own: the text only changes names,
+# and a row of its own would install and run a whole variant a second time.
+TEXT_ANSWERS: dict[str, dict[str, Any]] = {
+    "async-int": {
         "project_name": (
             "Ünïcode “Todo” API — O'Brien's \"quoted\" C:\\temp\\new \\n 東京 🚀 $HOME `ls` "
             "<b>&amp;</b> | pipes | " + "and a very long name, " * 6
@@ -68,8 +69,7 @@ TEXT_VARIANTS: dict[str, dict[str, Any]] = {
         "cors_origins": "http://localhost:3000,https://app.example.com,"
         "https://a-very-long-subdomain-for-the-admin-console.eu-central-1.staging.example.com:8443",
     },
-    "sync-int-noauth-noalembic-text": {
-        **MAIN_VARIANTS["sync-int-noauth-noalembic"],
+    "sync-uuid-noauth-noalembic": {
         "project_name": "\"\"\"'''' \\ \" ' \\\\ ",
         "project_slug": "x",
         "description": "",
@@ -77,11 +77,13 @@ TEXT_VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
+for _name, _text in TEXT_ANSWERS.items():
+    MAIN_VARIANTS[_name] = {**MAIN_VARIANTS[_name], **_text}
+
 VARIANTS: dict[str, dict[str, Any]] = {
     **MAIN_VARIANTS,
     **BETTER_AUTH_VARIANTS,
     **NEON_AUTH_VARIANTS,
-    **TEXT_VARIANTS,
 }
 
 # The variant `uv run pytest -m quick` installs and runs in full: every default answer.
